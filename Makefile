@@ -1,0 +1,43 @@
+# clinicos — the two commands that matter: `make run` and `make test`. Everything else is optional.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-fast lint format bench clean-var
+
+$(BIN)/uv:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+$(STAMP): $(BIN)/uv pyproject.toml uv.lock
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --frozen --quiet --python $(BIN)/python
+	@touch $(STAMP)
+
+## run: create the environment, migrate the embedded SQLite database, serve on 127.0.0.1:8000
+run: $(STAMP)
+	$(BIN)/clinicos db upgrade
+	@echo ""
+	@echo "clinicos is starting on http://127.0.0.1:8000  (health: /health, readiness: /ready, API docs: /docs)"
+	@echo ""
+	$(BIN)/clinicos serve
+
+## test: the whole suite (PostgreSQL/Redis tests skip when those servers are absent, unless CI)
+test: $(STAMP)
+	$(BIN)/pytest
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests migrations
+	$(BIN)/ruff format --check src tests migrations
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests migrations
+	$(BIN)/ruff check --fix src tests migrations
+
+clean-var:
+	rm -rf var

@@ -1,0 +1,1 @@
+"""clinicos: open-source clinical operations platform."""

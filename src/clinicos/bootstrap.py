@@ -1,0 +1,78 @@
+"""Composition root: builds the engine, unit-of-work factory, registries and adapters from settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from clinicos.config import Settings
+from clinicos.kernel.clock import Clock, SystemClock
+from clinicos.platform.db import models as platform_models
+from clinicos.platform.db.base import Base
+from clinicos.platform.db.engine import create_engine_from_settings, session_factory
+from clinicos.platform.db.uow import SqlUnitOfWork
+from clinicos.platform.outbox.registry import HandlerRegistry, JobRegistry, ScheduledJob
+from clinicos.platform.outbox.worker import OutboxWorker, purge_delivered_outbox
+
+
+def all_models_metadata() -> MetaData:
+    """Import every module that declares tables, so Alembic and tests see the whole schema."""
+    _ = platform_models  # contexts add their `models` imports here as they arrive
+    return Base.metadata
+
+
+def register_handlers(registry: HandlerRegistry) -> None:
+    """Every context's outbox handlers are registered here, in one place."""
+    _ = registry  # contexts register their `handlers.py` reactions here as they arrive
+
+
+def register_jobs(registry: JobRegistry, settings: Settings) -> None:
+    """Every scheduled job is registered here, in one place."""
+    retention = timedelta(days=settings.outbox.retention_days)
+
+    async def purge(uow: SqlUnitOfWork) -> None:
+        await purge_delivered_outbox(uow, retention=retention)
+
+    registry.register(ScheduledJob(name="outbox.purge_delivered", interval=timedelta(hours=1), run=purge))
+
+
+@dataclass
+class Container:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    clock: Clock
+    handlers: HandlerRegistry = field(default_factory=HandlerRegistry)
+    jobs: JobRegistry = field(default_factory=JobRegistry)
+    # Refreshed at start-up and by /ready; gates every non-operational request.
+    schema_current: bool = False
+
+    def uow(self) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self.sessions, clock=self.clock)
+
+    def worker(self, worker_id: str | None = None) -> OutboxWorker:
+        return OutboxWorker(
+            sessions=self.sessions,
+            handlers=self.handlers,
+            jobs=self.jobs,
+            settings=self.settings.outbox,
+            clock=self.clock,
+            worker_id=worker_id,
+        )
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def build_container(settings: Settings, *, clock: Clock | None = None) -> Container:
+    engine = create_engine_from_settings(settings)
+    container = Container(
+        settings=settings, engine=engine, sessions=session_factory(engine), clock=clock or SystemClock()
+    )
+    register_handlers(container.handlers)
+    register_jobs(container.jobs, settings)
+    all_models_metadata()
+    return container

@@ -1,0 +1,169 @@
+"""The one Settings object (pydantic-settings, prefix CLINICOS_). The only module that reads env."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Development-only secret: CLINICOS_ENV=production refuses to start while it is in use.
+DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me"  # noqa: S105
+
+
+class Environment(StrEnum):
+    development = "development"
+    test = "test"
+    production = "production"
+
+
+class HttpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Behind a TLS-terminating proxy, set so the app emits HSTS and secure cookies.
+    behind_tls: bool = False
+
+
+class DatabaseSettings(BaseModel):
+    pool_size: int = Field(default=10, ge=1)
+    max_overflow: int = Field(default=10, ge=0)
+    pool_timeout_seconds: float = Field(default=5.0, gt=0)
+    connect_timeout_seconds: int = Field(default=5, ge=1)
+    echo: bool = False
+
+
+class ObservabilitySettings(BaseModel):
+    log_level: str = "INFO"
+    log_json: bool = True
+    service_name: str = "clinicos"
+    # OTLP/HTTP endpoint (e.g. http://collector:4318); tracing is off when unset.
+    otlp_endpoint: str | None = None
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, v: str) -> str:
+        level = v.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+
+class OutboxSettings(BaseModel):
+    batch_size: int = Field(default=50, ge=1, le=1000)
+    poll_interval_seconds: float = Field(default=1.0, gt=0)
+    lease_seconds: float = Field(default=60.0, gt=0)
+    max_attempts: int = Field(default=8, ge=1)
+    backoff_base_seconds: float = Field(default=2.0, gt=0)
+    backoff_max_seconds: float = Field(default=900.0, gt=0)
+    retention_days: int = Field(default=30, ge=1)
+    # `clinicos serve` runs the worker inside the API process (the embedded default).
+    run_in_process: bool = True
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CLINICOS_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    env: Environment = Environment.development
+    debug: bool = False
+    var_dir: Path = Path("var")
+    database_url: str | None = None
+    redis_url: SecretStr | None = None
+    secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
+    http: HttpSettings = HttpSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
+    outbox: OutboxSettings = OutboxSettings()
+
+    @property
+    def effective_database_url(self) -> str:
+        """Async SQLAlchemy URL; defaults to the embedded SQLite file under ``var_dir``."""
+        if not self.database_url:
+            return f"sqlite+aiosqlite:///{(self.var_dir / 'clinicos.db').as_posix()}"
+        return normalize_database_url(self.database_url)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept the usual spellings and pick our async drivers (aiosqlite, psycopg 3)."""
+    for prefix in ("postgres://", "postgresql://", "postgresql+asyncpg://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    if url.startswith("sqlite://") and not url.startswith("sqlite+"):
+        return "sqlite+aiosqlite://" + url[len("sqlite://") :]
+    return url
+
+
+class ConfigurationError(Exception):
+    """Settings that must not run; the message names every offending variable."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        lines = [f"  {var}: {why}" for var, why in problems]
+        super().__init__("refusing to start with this configuration:\n" + "\n".join(lines))
+
+
+def production_problems(settings: Settings) -> list[tuple[str, str]]:
+    """What makes these settings unfit for production, as (variable, reason) pairs."""
+    if settings.env is not Environment.production:
+        return []
+    problems: list[tuple[str, str]] = []
+    secret = settings.secret_key.get_secret_value()
+    if secret == DEV_SECRET_KEY or not secret:
+        problems.append(("CLINICOS_SECRET_KEY", "missing or the development default"))
+    elif len(secret) < 32:
+        problems.append(("CLINICOS_SECRET_KEY", "shorter than 32 characters"))
+    if not settings.database_url:
+        problems.append(("CLINICOS_DATABASE_URL", "missing (the embedded SQLite default)"))
+    elif settings.is_sqlite:
+        problems.append(("CLINICOS_DATABASE_URL", "SQLite is for development and demos only"))
+    if settings.debug:
+        problems.append(("CLINICOS_DEBUG", "debug must be off in production"))
+    if settings.database.echo:
+        problems.append(("CLINICOS_DATABASE__ECHO", "SQL echo logs statements; off in production"))
+    if settings.observability.log_level == "DEBUG":
+        problems.append(("CLINICOS_OBSERVABILITY__LOG_LEVEL", "DEBUG logging in production"))
+    return problems
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment (and ``.env``) and refuse unsafe production ones."""
+    settings = Settings(**overrides)
+    problems = production_problems(settings)
+    if problems:
+        raise ConfigurationError(problems)
+    return settings
+
+
+def masked_view(settings: Settings) -> dict[str, Any]:
+    """The effective configuration as plain data, every secret masked."""
+    data = settings.model_dump(mode="json")
+    data["database_url"] = mask_url(settings.effective_database_url)
+    for key in ("secret_key", "redis_url"):
+        value = getattr(settings, key)
+        if key == "redis_url" and value is not None:
+            data[key] = mask_url(value.get_secret_value())
+        elif value is not None:
+            data[key] = "********"
+    return data
+
+
+def mask_url(url: str) -> str:
+    """Hide the password of a URL (``scheme://user:***@host/db``)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    user, has_pw, _ = creds.partition(":")
+    return f"{scheme}://{user}{':***' if has_pw else ''}@{host}"

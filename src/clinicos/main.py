@@ -1,0 +1,88 @@
+"""create_app(): routers, middleware, error handlers and lifespan. No logic."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from clinicos.bootstrap import Container, build_container
+from clinicos.config import Settings, load_settings
+from clinicos.platform.db.schema import schema_state
+from clinicos.platform.http.middleware import install_middleware
+from clinicos.platform.http.ops_routes import router as ops_router
+from clinicos.platform.http.problems import install_problem_handlers
+from clinicos.platform.observability.logging import configure_logging, get_logger
+from clinicos.platform.observability.metrics import SCHEMA_CURRENT
+from clinicos.platform.observability.tracing import configure_tracing
+
+log = get_logger("clinicos.app")
+
+
+async def refresh_schema_state(container: Container) -> None:
+    try:
+        state = await schema_state(container.engine)
+    except Exception as exc:  # database down at start-up: serve 503s until /ready sees it back
+        log.error("schema_state_unavailable", exc_info=exc)
+        container.schema_current = False
+    else:
+        container.schema_current = state.is_current
+        if not state.is_current:
+            log.error(
+                "schema_not_current",
+                current=list(state.current),
+                head=list(state.head),
+                hint="run `clinicos db upgrade`",
+            )
+    SCHEMA_CURRENT.set(1 if container.schema_current else 0)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    container: Container | None = None,
+    run_worker: bool | None = None,
+) -> FastAPI:
+    settings = settings or (container.settings if container else load_settings())
+    configure_logging(settings.observability.log_level, json=settings.observability.log_json)
+    container = container or build_container(settings)
+    tracing = configure_tracing(
+        settings.observability.otlp_endpoint, settings.observability.service_name
+    )
+    in_process_worker = settings.outbox.run_in_process if run_worker is None else run_worker
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await refresh_schema_state(container)
+        stop = asyncio.Event()
+        worker_task = None
+        if in_process_worker:
+            worker_task = asyncio.create_task(container.worker().run_forever(stop))
+        log.info("app_started", environment=settings.env.value, schema_current=container.schema_current)
+        try:
+            yield
+        finally:
+            stop.set()
+            if worker_task is not None:
+                await worker_task
+            tracing.shutdown()
+            await container.dispose()
+
+    app = FastAPI(
+        title="clinicos",
+        version="0.1.0",
+        debug=False,  # never let Starlette render tracebacks to clients
+        lifespan=lifespan,
+    )
+    app.state.container = container
+    install_problem_handlers(app)
+    install_middleware(
+        app,
+        tracing=tracing,
+        max_body_bytes=settings.http.max_body_bytes,
+        schema_is_current=lambda: container.schema_current,
+    )
+    app.include_router(ops_router)
+    return app

@@ -1,0 +1,1 @@
+"""Technical plumbing shared by every context: database, observability, HTTP, outbox, backups."""

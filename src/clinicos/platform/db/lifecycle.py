@@ -1,0 +1,101 @@
+"""Blocking database lifecycle operations for the CLI: upgrade, current, guarded reset."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import MetaData
+from sqlalchemy.engine import make_url
+
+from clinicos.config import Environment, Settings, mask_url
+from clinicos.platform.db.engine import create_engine_from_settings
+from clinicos.platform.db.schema import (
+    SchemaState,
+    ensure_environment_marker,
+    read_environment_marker,
+    schema_state,
+    upgrade,
+)
+
+
+class ResetRefused(Exception):
+    """The reset safety check failed; the message says why."""
+
+
+def upgrade_and_mark(settings: Settings, revision: str = "head") -> str:
+    upgrade(settings.effective_database_url, revision)
+
+    async def _mark() -> str:
+        engine = create_engine_from_settings(settings)
+        try:
+            return await ensure_environment_marker(engine, settings.env.value)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(_mark())
+
+
+def current_state(settings: Settings) -> SchemaState:
+    async def _state() -> SchemaState:
+        engine = create_engine_from_settings(settings)
+        try:
+            return await schema_state(engine)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(_state())
+
+
+def describe_target(settings: Settings) -> str:
+    url = make_url(settings.effective_database_url)
+    if url.get_backend_name() == "sqlite":
+        return f"SQLite file {url.database}"
+    return f"PostgreSQL database {mask_url(settings.effective_database_url)}"
+
+
+def check_reset_allowed(settings: Settings) -> str:
+    """Return a description of the target, or raise ResetRefused."""
+    if settings.env is Environment.production:
+        raise ResetRefused("CLINICOS_ENV=production: reset is never allowed")
+
+    async def _marker() -> str | None:
+        engine = create_engine_from_settings(settings)
+        try:
+            return await read_environment_marker(engine)
+        except Exception:  # no marker table: a database we did not migrate, or not ours at all
+            return None
+        finally:
+            await engine.dispose()
+
+    marker = asyncio.run(_marker())
+    if marker is None:
+        raise ResetRefused(
+            "no _environment_marker row: refusing to reset a database that does not say it is "
+            "non-production (run `clinicos db upgrade` on a development database first)"
+        )
+    if marker == Environment.production.value:
+        raise ResetRefused("the database's _environment_marker says production: refusing to reset")
+    return describe_target(settings)
+
+
+def drop_everything(settings: Settings) -> None:
+    async def _drop() -> None:
+        engine = create_engine_from_settings(settings)
+        try:
+            async with engine.begin() as conn:
+                def _sync_drop(sync_conn: object) -> None:
+                    meta = MetaData()
+                    meta.reflect(bind=sync_conn)  # type: ignore[arg-type]
+                    meta.drop_all(bind=sync_conn)  # type: ignore[arg-type]
+
+                await conn.run_sync(_sync_drop)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(_drop())
+
+
+def reset(settings: Settings) -> None:
+    check_reset_allowed(settings)
+    drop_everything(settings)
+    upgrade_and_mark(settings)

@@ -1,0 +1,88 @@
+"""SQLAlchemy unit of work: one session, one commit, domain events written to the outbox."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from clinicos.kernel.clock import Clock, SystemClock
+from clinicos.kernel.events import DomainEvent
+from clinicos.platform.db.models import OUTBOX_PENDING, OutboxMessage
+
+
+class SqlUnitOfWork:
+    """``async with uow: ...; await uow.commit()`` — events recorded inside land in the outbox
+    in the same transaction as the change, or not at all."""
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], *, clock: Clock | None = None
+    ) -> None:
+        self._sessions = sessions
+        self._clock = clock or SystemClock()
+        self._session: AsyncSession | None = None
+        self._events: list[DomainEvent] = []
+        self._committed = False
+
+    @property
+    def session(self) -> AsyncSession:
+        if self._session is None:
+            raise RuntimeError("unit of work used outside its 'async with' block")
+        return self._session
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    async def __aenter__(self) -> Self:
+        if self._session is not None or self._committed:
+            raise RuntimeError("a unit of work is used for exactly one use case")
+        self._session = self._sessions()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        session = self.session
+        try:
+            if not self._committed:
+                await session.rollback()
+                self._events.clear()
+        finally:
+            await session.close()
+
+    def record(self, event: DomainEvent) -> None:
+        if self._committed:
+            raise RuntimeError("cannot record events after commit")
+        self._events.append(event)
+
+    async def commit(self) -> None:
+        if self._committed:
+            raise RuntimeError("a unit of work commits once")
+        session = self.session
+        now = self._clock.now()
+        for event in self._events:
+            session.add(
+                OutboxMessage(
+                    event_id=event.event_id,
+                    event_type=event.event_type,
+                    organization_id=event.organization_id,
+                    payload=event.payload(),
+                    occurred_at=event.occurred_at,
+                    created_at=now,
+                    status=OUTBOX_PENDING,
+                    attempts=0,
+                    available_at=now,
+                )
+            )
+        await session.commit()
+        self._committed = True
+        self._events.clear()
+
+
+UnitOfWorkFactory = Callable[[], SqlUnitOfWork]

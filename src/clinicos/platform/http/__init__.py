@@ -1,0 +1,1 @@
+"""HTTP plumbing: problem+json rendering, request context, body limits, operational routes."""

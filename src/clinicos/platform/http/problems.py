@@ -1,0 +1,203 @@
+"""Render every error as an RFC 9457 ``application/problem+json`` body, in one place."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from clinicos.kernel.errors import (
+    BadRequest,
+    DomainError,
+    FieldError,
+    RateLimited,
+    ServiceUnavailable,
+    ValidationFailed,
+)
+from clinicos.platform.observability.logging import get_logger
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://clinicos.dev/problems/"
+
+log = get_logger("clinicos.http")
+
+_HTTP_CODES: dict[int, tuple[str, str]] = {
+    400: ("bad_request", "Bad request"),
+    401: ("authentication_required", "Authentication required"),
+    403: ("permission_denied", "Permission denied"),
+    404: ("not_found", "Not found"),
+    405: ("method_not_allowed", "Method not allowed"),
+    406: ("not_acceptable", "Not acceptable"),
+    413: ("payload_too_large", "Payload too large"),
+    415: ("unsupported_media_type", "Unsupported media type"),
+    500: ("internal_error", "Internal error"),
+    503: ("service_unavailable", "Service unavailable"),
+}
+
+
+def request_id_of(scope: dict[str, Any]) -> str | None:
+    state = scope.get("state") or {}
+    return state.get("request_id") if isinstance(state, dict) else None
+
+
+def problem_body(
+    *,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    instance: str | None,
+    request_id: str | None,
+    errors: list[dict[str, Any]] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "instance": instance,
+        "request_id": request_id,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    if extra:
+        body.update(extra)
+    return body
+
+
+def problem_response(
+    body: dict[str, Any], *, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(
+        content=json.dumps(body, separators=(",", ":")),
+        status_code=int(body["status"]),
+        media_type=PROBLEM_JSON,
+        headers=headers,
+    )
+
+
+def _instance(request: Request) -> str:
+    # The route template, not the raw path: raw paths may carry identifiers.
+    route = request.scope.get("route")
+    return getattr(route, "path", None) or "unmatched"
+
+
+def _field_errors(errors: tuple[FieldError, ...]) -> list[dict[str, Any]]:
+    return [{"field": e.field, "loc": list(e.loc), "message": e.message, "type": e.type} for e in errors]
+
+
+def domain_error_response(request: Request, exc: DomainError) -> Response:
+    headers: dict[str, str] = {}
+    errors = None
+    if isinstance(exc, ValidationFailed):
+        errors = _field_errors(exc.errors)
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, ServiceUnavailable):
+        headers["Retry-After"] = "5"
+    body = problem_body(
+        status=exc.status,
+        code=exc.code,
+        title=exc.title,
+        detail=exc.detail,
+        instance=_instance(request),
+        request_id=request_id_of(request.scope),
+        errors=errors,
+        extra=exc.data or None,
+    )
+    return problem_response(body, headers=headers)
+
+
+def _validation_response(request: Request, exc: RequestValidationError) -> Response:
+    raw = list(exc.errors())
+    json_errors = [e for e in raw if e.get("type") == "json_invalid"]
+    if json_errors:
+        # Malformed JSON is a 400: the body could not be parsed at all. Report where.
+        first = json_errors[0]
+        loc = list(first.get("loc", ()))
+        position = loc[1] if len(loc) > 1 else None
+        ctx = first.get("ctx") or {}
+        detail = f"request body is not valid JSON at position {position}"
+        if ctx.get("error"):
+            detail += f": {ctx['error']}"
+        return domain_error_response(
+            request, BadRequest(detail, code="malformed_json", data={"position": position})
+        )
+    field_errors = tuple(
+        FieldError(
+            loc=tuple(e.get("loc", ())),
+            message=str(e.get("msg", "invalid value")),
+            type=str(e.get("type", "value_error")),
+        )
+        for e in raw
+    )
+    names = ", ".join(sorted({fe.field for fe in field_errors}))
+    return domain_error_response(
+        request, ValidationFailed(f"invalid fields: {names}", errors=field_errors)
+    )
+
+
+def _http_exception_response(request: Request, exc: StarletteHTTPException) -> Response:
+    code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
+    detail = exc.detail if isinstance(exc.detail, str) and exc.status_code != 500 else title
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = "no such resource"
+    if exc.status_code == 405:
+        detail = f"method {request.method} is not allowed here"
+    body = problem_body(
+        status=exc.status_code,
+        code=code,
+        title=title,
+        detail=detail,
+        instance=_instance(request),
+        request_id=request_id_of(request.scope),
+    )
+    return problem_response(body, headers=dict(exc.headers or {}))
+
+
+def _database_unavailable_response(request: Request, exc: Exception) -> Response:
+    log.error("database_unavailable", exc_info=exc)
+    return domain_error_response(
+        request, ServiceUnavailable("the database is not reachable; try again shortly")
+    )
+
+
+def _is_connection_problem(exc: DBAPIError) -> bool:
+    return isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated
+
+
+async def _dbapi_error_response(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, DBAPIError) and _is_connection_problem(exc):
+        return _database_unavailable_response(request, exc)
+    raise exc
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    async def on_domain_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, DomainError)
+        return domain_error_response(request, exc)
+
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return _validation_response(request, exc)
+
+    async def on_http_exception(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        return _http_exception_response(request, exc)
+
+    async def on_pool_timeout(request: Request, exc: Exception) -> Response:
+        return _database_unavailable_response(request, exc)
+
+    app.add_exception_handler(DomainError, on_domain_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_exception)
+    app.add_exception_handler(DBAPIError, _dbapi_error_response)
+    app.add_exception_handler(PoolTimeoutError, on_pool_timeout)

@@ -1,0 +1,1 @@
+"""Logs (structlog JSON with PHI redaction), Prometheus metrics, optional OpenTelemetry tracing."""

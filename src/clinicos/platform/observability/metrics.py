@@ -1,0 +1,49 @@
+"""Prometheus metrics. Labels are route templates, statuses and technical names only: never PHI."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import REGISTRY as DEFAULT_REGISTRY
+
+REGISTRY: CollectorRegistry = DEFAULT_REGISTRY
+
+HTTP_REQUESTS = Counter(
+    "clinicos_http_requests_total",
+    "HTTP requests by method, route template and status",
+    ["method", "route", "status"],
+)
+HTTP_LATENCY = Histogram(
+    "clinicos_http_request_duration_seconds",
+    "HTTP request latency by method and route template",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+HTTP_IN_FLIGHT = Gauge("clinicos_http_requests_in_flight", "HTTP requests being served")
+DB_POOL = Gauge(
+    "clinicos_db_pool_connections",
+    "Database pool connections by state (checked_out, idle, size)",
+    ["state"],
+)
+OUTBOX_MESSAGES = Gauge(
+    "clinicos_outbox_messages",
+    "Outbox messages by status (pending = backlog, dead = dead-lettered)",
+    ["status"],
+)
+OUTBOX_HANDLED = Counter(
+    "clinicos_outbox_handler_runs_total",
+    "Outbox handler runs by handler and outcome (ok, failed, skipped_duplicate)",
+    ["handler", "outcome"],
+)
+OUTBOX_DEAD_LETTERED = Counter(
+    "clinicos_outbox_dead_lettered_total", "Outbox messages moved to the dead-letter state"
+)
+JOB_RUNS = Counter(
+    "clinicos_scheduled_job_runs_total", "Scheduled job runs by job and outcome", ["job", "outcome"]
+)
+SCHEMA_CURRENT = Gauge(
+    "clinicos_db_schema_current", "1 when the database schema is at the migrations head"
+)
+
+
+def render_latest() -> bytes:
+    return generate_latest(REGISTRY)
