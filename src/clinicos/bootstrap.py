@@ -1,4 +1,4 @@
-"""Composition root: builds the engine, unit-of-work factory, registries and adapters from settings."""
+"""Composition root: engine, unit-of-work factory, handler and job registries, from settings."""
 
 from __future__ import annotations
 
@@ -36,7 +36,9 @@ def register_jobs(registry: JobRegistry, settings: Settings) -> None:
     async def purge(uow: SqlUnitOfWork) -> None:
         await purge_delivered_outbox(uow, retention=retention)
 
-    registry.register(ScheduledJob(name="outbox.purge_delivered", interval=timedelta(hours=1), run=purge))
+    registry.register(
+        ScheduledJob(name="outbox.purge_delivered", interval=timedelta(hours=1), run=purge)
+    )
 
 
 @dataclass
@@ -70,7 +72,10 @@ class Container:
 def build_container(settings: Settings, *, clock: Clock | None = None) -> Container:
     engine = create_engine_from_settings(settings)
     container = Container(
-        settings=settings, engine=engine, sessions=session_factory(engine), clock=clock or SystemClock()
+        settings=settings,
+        engine=engine,
+        sessions=session_factory(engine),
+        clock=clock or SystemClock(),
     )
     register_handlers(container.handlers)
     register_jobs(container.jobs, settings)

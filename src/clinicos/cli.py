@@ -11,7 +11,13 @@ from typing import Annotated
 
 import typer
 
-from clinicos.config import ConfigurationError, Settings, load_settings, masked_view, production_problems
+from clinicos.config import (
+    ConfigurationError,
+    Settings,
+    load_settings,
+    masked_view,
+    production_problems,
+)
 
 app = typer.Typer(help="clinicos operations", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="database schema and lifecycle", no_args_is_help=True)

@@ -60,7 +60,9 @@ def create_app(
         worker_task = None
         if in_process_worker:
             worker_task = asyncio.create_task(container.worker().run_forever(stop))
-        log.info("app_started", environment=settings.env.value, schema_current=container.schema_current)
+        log.info(
+            "app_started", environment=settings.env.value, schema_current=container.schema_current
+        )
         try:
             yield
         finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from sqlalchemy import MetaData
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 
 from clinicos.config import Environment, Settings, mask_url
 from clinicos.platform.db.engine import create_engine_from_settings
@@ -83,10 +83,11 @@ def drop_everything(settings: Settings) -> None:
         engine = create_engine_from_settings(settings)
         try:
             async with engine.begin() as conn:
-                def _sync_drop(sync_conn: object) -> None:
+
+                def _sync_drop(sync_conn: Connection) -> None:
                     meta = MetaData()
-                    meta.reflect(bind=sync_conn)  # type: ignore[arg-type]
-                    meta.drop_all(bind=sync_conn)  # type: ignore[arg-type]
+                    meta.reflect(bind=sync_conn)
+                    meta.drop_all(bind=sync_conn)
 
                 await conn.run_sync(_sync_drop)
         finally:

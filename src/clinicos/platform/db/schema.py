@@ -1,4 +1,4 @@
-"""Schema state: locate migrations, compare the database with the head, upgrade, mark environment."""
+"""Schema state: find migrations, compare the database with the head, upgrade, mark environment."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from clinicos.kernel.clock import utc_now
@@ -18,7 +18,7 @@ from clinicos.platform.db.models import EnvironmentMarker
 
 
 def migrations_dir() -> Path:
-    """The Alembic scripts: the repository's ``migrations/`` (or a copy packaged beside the code)."""
+    """The Alembic scripts: the repository's ``migrations/``, or a packaged copy beside the code."""
     here = Path(__file__).resolve()
     for candidate in (here.parents[4] / "migrations", here.parents[2] / "migrations"):
         if (candidate / "env.py").is_file():
@@ -77,7 +77,7 @@ async def ensure_environment_marker(engine: AsyncEngine, environment: str) -> st
         if existing is not None:
             return existing
         await conn.execute(
-            EnvironmentMarker.__table__.insert().values(
+            insert(EnvironmentMarker).values(
                 id=1, environment=environment, marked_at=utc_now()
             )
         )

@@ -181,8 +181,9 @@ class SchemaGateMiddleware:
         await problem_response(body, headers={"Retry-After": "30"})(scope, receive, send)
 
 
-def install_middleware(app: Any, *, tracing: Tracing, max_body_bytes: int,
-                       schema_is_current: Callable[[], bool]) -> None:
+def install_middleware(
+    app: Any, *, tracing: Tracing, max_body_bytes: int, schema_is_current: Callable[[], bool]
+) -> None:
     # Starlette wraps in reverse order of addition: the last added is the outermost.
     app.add_middleware(SchemaGateMiddleware, is_current=schema_is_current)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)

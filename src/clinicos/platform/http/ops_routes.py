@@ -65,7 +65,11 @@ async def ready(request: Request) -> JSONResponse:
 async def metrics(request: Request) -> Response:
     container = request.app.state.container
     pool: Any = container.engine.sync_engine.pool
-    for label, reader_name in (("checked_out", "checkedout"), ("idle", "checkedin"), ("size", "size")):
+    for label, reader_name in (
+        ("checked_out", "checkedout"),
+        ("idle", "checkedin"),
+        ("size", "size"),
+    ):
         reader = getattr(pool, reader_name, None)
         if callable(reader):
             DB_POOL.labels(state=label).set(reader())

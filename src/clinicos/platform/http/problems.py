@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import MutableMapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -41,7 +42,7 @@ _HTTP_CODES: dict[int, tuple[str, str]] = {
 }
 
 
-def request_id_of(scope: dict[str, Any]) -> str | None:
+def request_id_of(scope: MutableMapping[str, Any]) -> str | None:
     state = scope.get("state") or {}
     return state.get("request_id") if isinstance(state, dict) else None
 
@@ -73,9 +74,7 @@ def problem_body(
     return body
 
 
-def problem_response(
-    body: dict[str, Any], *, headers: dict[str, str] | None = None
-) -> Response:
+def problem_response(body: dict[str, Any], *, headers: dict[str, str] | None = None) -> Response:
     return Response(
         content=json.dumps(body, separators=(",", ":")),
         status_code=int(body["status"]),
@@ -91,7 +90,9 @@ def _instance(request: Request) -> str:
 
 
 def _field_errors(errors: tuple[FieldError, ...]) -> list[dict[str, Any]]:
-    return [{"field": e.field, "loc": list(e.loc), "message": e.message, "type": e.type} for e in errors]
+    return [
+        {"field": e.field, "loc": list(e.loc), "message": e.message, "type": e.type} for e in errors
+    ]
 
 
 def domain_error_response(request: Request, exc: DomainError) -> Response:

@@ -18,12 +18,56 @@ REDACTED = "[redacted]"
 # deliberately broad: losing a harmless value from a log costs less than leaking PHI into one.
 _SENSITIVE_WORDS = frozenset(
     {
-        "name", "names", "given", "family", "surname", "birth", "dob", "birthdate",
-        "phone", "mobile", "telephone", "email", "mail", "address", "street", "zip",
-        "password", "passwd", "pwd", "secret", "token", "tokens", "otp", "totp",
-        "authorization", "cookie", "apikey", "credential", "credentials", "note", "notes", "text", "content",
-        "body", "message", "comment", "reason", "ssn", "cpf", "rg", "ci", "nid", "mrn",
-        "national", "passport", "diagnosis", "sex", "gender", "photo", "signature",
+        "name",
+        "names",
+        "given",
+        "family",
+        "surname",
+        "birth",
+        "dob",
+        "birthdate",
+        "phone",
+        "mobile",
+        "telephone",
+        "email",
+        "mail",
+        "address",
+        "street",
+        "zip",
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "token",
+        "tokens",
+        "otp",
+        "totp",
+        "authorization",
+        "cookie",
+        "apikey",
+        "credential",
+        "credentials",
+        "note",
+        "notes",
+        "text",
+        "content",
+        "body",
+        "message",
+        "comment",
+        "reason",
+        "ssn",
+        "cpf",
+        "rg",
+        "ci",
+        "nid",
+        "mrn",
+        "national",
+        "passport",
+        "diagnosis",
+        "sex",
+        "gender",
+        "photo",
+        "signature",
     }
 )
 # Structural keys written by the logging pipeline itself; never redacted.
@@ -40,7 +84,11 @@ def is_sensitive_key(key: str) -> bool:
     if set(words) & _SENSITIVE_WORDS:
         return True
     # "api_key", "private_key", "mfa_code": a key or code is secret when it names one.
-    return len(words) > 1 and words[-1] in {"key", "code"} and words[0] in {"api", "private", "mfa", "recovery", "verification", "reset"}
+    return (
+        len(words) > 1
+        and words[-1] in {"key", "code"}
+        and words[0] in {"api", "private", "mfa", "recovery", "verification", "reset"}
+    )
 
 
 def _redact(value: Any, depth: int = 0) -> Any:
@@ -58,7 +106,7 @@ def _redact(value: Any, depth: int = 0) -> Any:
 
 def redact_phi(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
     """structlog processor: replace values of sensitive keys, at any depth, with a marker."""
-    return _redact(event_dict)  # type: ignore[no-any-return]
+    return _redact(event_dict)
 
 
 def render_exception_without_message(
@@ -79,7 +127,7 @@ def render_exception_without_message(
     event_dict["exc_type"] = f"{exc_type.__module__}.{exc_type.__qualname__}"
     frames = traceback.extract_tb(tb)
     event_dict["code_path"] = [f"{f.filename}:{f.lineno}:{f.name}" for f in frames][-15:]
-    chain = []
+    chain: list[str] = []
     cause = exc.__cause__ or exc.__context__ if exc is not None else None
     while cause is not None and len(chain) < 5:
         chain.append(f"{type(cause).__module__}.{type(cause).__qualname__}")
@@ -100,12 +148,12 @@ def _shared_processors() -> list[Any]:
     ]
 
 
-def configure_logging(level: str = "INFO", *, json: bool = True, stream: TextIO | None = None) -> None:
+def configure_logging(
+    level: str = "INFO", *, json: bool = True, stream: TextIO | None = None
+) -> None:
     """Route structlog and stdlib logging (uvicorn, sqlalchemy, alembic) through one pipeline."""
     renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if json
-        else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
     structlog.configure(
         processors=[
@@ -137,13 +185,13 @@ def configure_logging(level: str = "INFO", *, json: bool = True, stream: TextIO 
         logging.getLogger(name).propagate = True
 
 
-class _CurrentStdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _CurrentStdoutHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stdout`` is at emit time (it may be swapped after set-up)."""
 
     def __init__(self) -> None:
         super().__init__(sys.stdout)
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> TextIO:
         return sys.stdout
 
@@ -153,4 +201,4 @@ class _CurrentStdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
-    return structlog.stdlib.get_logger(name)  # type: ignore[no-any-return]
+    return structlog.stdlib.get_logger(name)
