@@ -74,9 +74,7 @@ def engine_name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def migrated_db_url(
-    engine_name: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+def migrated_db_url(engine_name: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One migrated database per engine per test session."""
     if engine_name == "sqlite":
         path = tmp_path_factory.mktemp("sqlite") / "clinicos.db"

@@ -31,7 +31,9 @@ def fresh_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 def run(args: list[str], url: str, env: str = "development", stdin: str | None = None):  # type: ignore[no-untyped-def]
     return runner.invoke(
-        app, args, input=stdin,
+        app,
+        args,
+        input=stdin,
         env={"CLINICOS_DATABASE_URL": url, "CLINICOS_ENV": env},
     )
 
@@ -89,23 +91,32 @@ def test_db_reset_with_yes_drops_data_and_remigrates(fresh_db_url: str) -> None:
     sync_url = fresh_db_url.replace("postgresql://", "postgresql+psycopg://")
     engine = create_engine(sync_url)
     with engine.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO job_schedule (name, next_run_at, run_count) "
-            "VALUES ('x', CURRENT_TIMESTAMP, 0)"
-        ))
+        conn.execute(
+            text(
+                "INSERT INTO job_schedule (name, next_run_at, run_count) "
+                "VALUES ('x', CURRENT_TIMESTAMP, 0)"
+            )
+        )
     result = run(["db", "reset", "--yes"], fresh_db_url)
     assert result.exit_code == 0, result.output
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM job_schedule")).scalar_one() == 0
-        assert conn.execute(text("SELECT environment FROM _environment_marker")).scalar_one() == "development"
+        assert (
+            conn.execute(text("SELECT environment FROM _environment_marker")).scalar_one()
+            == "development"
+        )
     engine.dispose()
 
 
 def test_config_check_masks_secrets(tmp_path: Path) -> None:
     result = runner.invoke(
-        app, ["config", "check"],
-        env={"CLINICOS_DATABASE_URL": "postgresql://u:topsecretpw@h/d",
-             "CLINICOS_SECRET_KEY": "k" * 40, "CLINICOS_ENV": "development"},
+        app,
+        ["config", "check"],
+        env={
+            "CLINICOS_DATABASE_URL": "postgresql://u:topsecretpw@h/d",
+            "CLINICOS_SECRET_KEY": "k" * 40,
+            "CLINICOS_ENV": "development",
+        },
     )
     assert result.exit_code == 0, result.output
     assert "topsecretpw" not in result.output and "k" * 40 not in result.output
@@ -113,7 +124,9 @@ def test_config_check_masks_secrets(tmp_path: Path) -> None:
 
 
 def test_config_check_in_production_names_offending_variables() -> None:
-    result = runner.invoke(app, ["config", "check"], env={"CLINICOS_ENV": "production", "CLINICOS_DEBUG": "1"})
+    result = runner.invoke(
+        app, ["config", "check"], env={"CLINICOS_ENV": "production", "CLINICOS_DEBUG": "1"}
+    )
     assert result.exit_code == 1
     for var in ("CLINICOS_SECRET_KEY", "CLINICOS_DATABASE_URL", "CLINICOS_DEBUG"):
         assert var in result.output
@@ -127,7 +140,11 @@ def test_serve_in_production_with_defaults_refuses_to_start(tmp_path: Path) -> N
     env["CLINICOS_ENV"] = "production"
     proc = subprocess.run(
         [sys.executable, "-m", "clinicos.cli", "serve", "--port", "18999"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2
     assert "CLINICOS_SECRET_KEY" in proc.stderr and "CLINICOS_DATABASE_URL" in proc.stderr

@@ -32,7 +32,7 @@ def assert_problem(response, status: int, code: str) -> dict:  # type: ignore[no
     assert response.status_code == status
     assert response.headers["content-type"] == "application/problem+json"
     body = response.json()
-    assert PROBLEM_KEYS <= body.keys()
+    assert body.keys() >= PROBLEM_KEYS
     assert body["status"] == status
     assert body["code"] == code
     assert body["request_id"] == response.headers["x-request-id"]
@@ -52,7 +52,8 @@ async def test_wrong_method_returns_405_problem_with_allow(probe_client: AsyncCl
 
 async def test_malformed_json_returns_400_with_position(probe_client: AsyncClient) -> None:
     response = await probe_client.post(
-        "/_probe/doses", content=b'{"drug": "apixaban", "dose_mg": }',
+        "/_probe/doses",
+        content=b'{"drug": "apixaban", "dose_mg": }',
         headers={"content-type": "application/json"},
     )
     body = assert_problem(response, 400, "malformed_json")
@@ -102,7 +103,9 @@ async def test_unexpected_exception_returns_generic_500_without_internals(
     body = assert_problem(response, 500, "internal_error")
     assert "Maria" not in response.text and "secret_stuff" not in response.text
     assert "Traceback" not in response.text
-    logged = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    logged = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")
+    ]
     errors = [e for e in logged if e.get("event") == "unhandled_exception"]
     assert errors and errors[0]["request_id"] == body["request_id"]
     assert errors[0]["exc_type"] == "builtins.RuntimeError"

@@ -52,10 +52,16 @@ async def test_metrics_label_requests_by_route_template_not_raw_path(
     text = (await probe_client.get("/metrics")).text
     assert "patient-4711" not in text
     count = sample(
-        text, "clinicos_http_requests_total", method="GET", route="/_probe/items/{item_id}", status="200"
+        text,
+        "clinicos_http_requests_total",
+        method="GET",
+        route="/_probe/items/{item_id}",
+        status="200",
     )
     assert count is not None and count >= 1
-    assert sample(text, "clinicos_http_request_duration_seconds_count", route="/_probe/items/{item_id}")
+    assert sample(
+        text, "clinicos_http_request_duration_seconds_count", route="/_probe/items/{item_id}"
+    )
 
 
 async def test_metrics_report_pool_inflight_and_outbox_backlog(
@@ -76,7 +82,7 @@ async def test_metrics_report_pool_inflight_and_outbox_backlog(
 class _Collector(BaseHTTPRequestHandler):
     spans: list[tuple[str, dict[str, object]]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server API)
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         request = ExportTraceServiceRequest()
         request.ParseFromString(body)
@@ -119,9 +125,10 @@ async def test_tracing_when_endpoint_set_exports_server_spans(
     app.include_router(probe_router)
     container.schema_current = True
     async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as http:
-        await http.get("/_probe/items/abc", headers={
-            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-        })
+        await http.get(
+            "/_probe/items/abc",
+            headers={"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+        )
     async with app.router.lifespan_context(app):
         pass  # shutdown flushes the batch processor
     names = [name for name, _ in _Collector.spans]

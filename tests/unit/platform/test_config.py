@@ -58,7 +58,9 @@ def test_production_with_defaults_refuses_naming_each_variable() -> None:
     for var in ("CLINICOS_SECRET_KEY", "CLINICOS_DATABASE_URL", "CLINICOS_DEBUG"):
         assert var in message
     assert {v for v, _ in info.value.problems} == {
-        "CLINICOS_SECRET_KEY", "CLINICOS_DATABASE_URL", "CLINICOS_DEBUG"
+        "CLINICOS_SECRET_KEY",
+        "CLINICOS_DATABASE_URL",
+        "CLINICOS_DEBUG",
     }
 
 
@@ -75,7 +77,9 @@ def test_production_with_short_secret_refuses() -> None:
 def test_production_with_debug_logging_refuses() -> None:
     with pytest.raises(ConfigurationError, match="CLINICOS_OBSERVABILITY__LOG_LEVEL"):
         load_settings(
-            env="production", secret_key=GOOD_SECRET, database_url=PROD_URL,
+            env="production",
+            secret_key=GOOD_SECRET,
+            database_url=PROD_URL,
             observability={"log_level": "debug"},
         )
 
@@ -86,7 +90,9 @@ def test_production_when_safe_starts() -> None:
 
 
 def test_masked_view_hides_every_secret() -> None:
-    settings = Settings(secret_key=GOOD_SECRET, database_url=PROD_URL, redis_url="redis://:pw@r:6379/0")
+    settings = Settings(
+        secret_key=GOOD_SECRET, database_url=PROD_URL, redis_url="redis://:pw@r:6379/0"
+    )
     dumped = str(masked_view(settings))
     assert GOOD_SECRET not in dumped and "s3cretpw" not in dumped and ":pw@" not in dumped
     assert "db.internal" in dumped

@@ -22,10 +22,29 @@ from clinicos.platform.observability.logging import (
 @pytest.mark.parametrize(
     "key",
     [
-        "name", "given_name", "familyName", "birth_date", "dob", "phone", "mobile_phone",
-        "email", "password", "new_password", "access_token", "refreshToken", "note_text",
-        "text", "address", "national_id", "mrn", "api_key", "mfa_code", "secret",
-        "Authorization", "cookie", "reason",
+        "name",
+        "given_name",
+        "familyName",
+        "birth_date",
+        "dob",
+        "phone",
+        "mobile_phone",
+        "email",
+        "password",
+        "new_password",
+        "access_token",
+        "refreshToken",
+        "note_text",
+        "text",
+        "address",
+        "national_id",
+        "mrn",
+        "api_key",
+        "mfa_code",
+        "secret",
+        "Authorization",
+        "cookie",
+        "reason",
     ],
 )
 def test_is_sensitive_key_for_phi_and_secrets_is_true(key: str) -> None:
@@ -34,8 +53,22 @@ def test_is_sensitive_key_for_phi_and_secrets_is_true(key: str) -> None:
 
 @pytest.mark.parametrize(
     "key",
-    ["event", "request_id", "route", "status", "method", "duration_ms", "seq", "handler",
-     "event_type", "organization_id", "worker", "job", "exc_type", "code"],
+    [
+        "event",
+        "request_id",
+        "route",
+        "status",
+        "method",
+        "duration_ms",
+        "seq",
+        "handler",
+        "event_type",
+        "organization_id",
+        "worker",
+        "job",
+        "exc_type",
+        "code",
+    ],
 )
 def test_is_sensitive_key_for_technical_fields_is_false(key: str) -> None:
     assert not is_sensitive_key(key)
