@@ -20,27 +20,86 @@ class Environment(StrEnum):
 
 
 class HttpSettings(BaseModel):
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=1, le=65535)
-    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """How `clinicos serve` listens and what it accepts."""
+
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address `clinicos serve` binds to (overridden by `--host`).",
+    )
+    port: int = Field(
+        default=8000,
+        ge=1,
+        le=65535,
+        description="Port `clinicos serve` binds to (overridden by `--port`).",
+    )
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted; a larger one is answered 413 problem+json.",
+    )
     # Behind a TLS-terminating proxy, set so the app emits HSTS and secure cookies.
-    behind_tls: bool = False
+    behind_tls: bool = Field(
+        default=False,
+        description=(
+            "Set when a TLS-terminating proxy is in front: uvicorn then honours "
+            "X-Forwarded-Proto/-For from the addresses in FORWARDED_ALLOW_IPS (default: loopback)."
+        ),
+    )
 
 
 class DatabaseSettings(BaseModel):
-    pool_size: int = Field(default=10, ge=1)
-    max_overflow: int = Field(default=10, ge=0)
-    pool_timeout_seconds: float = Field(default=5.0, gt=0)
-    connect_timeout_seconds: int = Field(default=5, ge=1)
-    echo: bool = False
+    """Connection pool and driver timeouts."""
+
+    pool_size: int = Field(
+        default=10, ge=1, description="PostgreSQL: connections kept open per process."
+    )
+    max_overflow: int = Field(
+        default=10,
+        ge=0,
+        description="PostgreSQL: extra connections allowed above `pool_size` under load.",
+    )
+    pool_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description=(
+            "PostgreSQL: seconds to wait for a free pool connection before answering 503. "
+            "SQLite: passed as the driver's lock timeout, which the `busy_timeout=5000` pragma "
+            "then replaces."
+        ),
+    )
+    connect_timeout_seconds: int = Field(
+        default=5, ge=1, description="PostgreSQL: seconds to wait when opening a connection."
+    )
+    echo: bool = Field(
+        default=False,
+        description="Log every SQL statement (bound values stay hidden). Refused in production.",
+    )
 
 
 class ObservabilitySettings(BaseModel):
-    log_level: str = "INFO"
-    log_json: bool = True
-    service_name: str = "clinicos"
+    """Logs and traces."""
+
+    log_level: str = Field(
+        default="INFO",
+        description=(
+            "DEBUG, INFO, WARNING, ERROR or CRITICAL (any case). DEBUG is refused in production."
+        ),
+    )
+    log_json: bool = Field(
+        default=True,
+        description="One JSON object per log line; `false` gives plain console lines.",
+    )
+    service_name: str = Field(
+        default="clinicos", description="`service.name` resource attribute of exported traces."
+    )
     # OTLP/HTTP endpoint (e.g. http://collector:4318); tracing is off when unset.
-    otlp_endpoint: str | None = None
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description=(
+            "OTLP/HTTP collector base URL (e.g. `http://collector:4318`); spans go to "
+            "`<endpoint>/v1/traces`. Tracing is off when unset."
+        ),
+    )
 
     @field_validator("log_level")
     @classmethod
@@ -52,18 +111,51 @@ class ObservabilitySettings(BaseModel):
 
 
 class OutboxSettings(BaseModel):
-    batch_size: int = Field(default=50, ge=1, le=1000)
-    poll_interval_seconds: float = Field(default=1.0, gt=0)
-    lease_seconds: float = Field(default=60.0, gt=0)
-    max_attempts: int = Field(default=8, ge=1)
-    backoff_base_seconds: float = Field(default=2.0, gt=0)
-    backoff_max_seconds: float = Field(default=900.0, gt=0)
-    retention_days: int = Field(default=30, ge=1)
+    """The outbox worker and scheduled jobs."""
+
+    batch_size: int = Field(
+        default=50, ge=1, le=1000, description="Messages a worker leases per claim."
+    )
+    poll_interval_seconds: float = Field(
+        default=1.0, gt=0, description="Idle wait between polls when nothing was claimed."
+    )
+    lease_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long a claim holds a message; after it, another worker may take it.",
+    )
+    max_attempts: int = Field(
+        default=8,
+        ge=1,
+        description="Failed deliveries after which a message is dead-lettered (`status='dead'`).",
+    )
+    backoff_base_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="Retry delay after the first failure; doubles with each further failure.",
+    )
+    backoff_max_seconds: float = Field(
+        default=900.0, gt=0, description="Upper bound of the retry delay."
+    )
+    retention_days: int = Field(
+        default=30,
+        ge=1,
+        description="Delivered messages older than this are deleted by the hourly purge job.",
+    )
     # `clinicos serve` runs the worker inside the API process (the embedded default).
-    run_in_process: bool = True
+    run_in_process: bool = Field(
+        default=True,
+        description=(
+            "`clinicos serve` also runs the worker in its own process; "
+            "`--worker`/`--no-worker` override it."
+        ),
+    )
 
 
 class Settings(BaseSettings):
+    """Every setting; environment variables are ``CLINICOS_<NAME>``, nested ones
+    ``CLINICOS_<SECTION>__<NAME>``, optionally from a ``.env`` file in the working directory."""
+
     model_config = SettingsConfigDict(
         env_prefix="CLINICOS_",
         env_file=".env",
@@ -72,16 +164,50 @@ class Settings(BaseSettings):
         extra="ignore",
     )
 
-    env: Environment = Environment.development
-    debug: bool = False
-    var_dir: Path = Path("var")
-    database_url: str | None = None
-    redis_url: SecretStr | None = None
-    secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
-    http: HttpSettings = HttpSettings()
-    database: DatabaseSettings = DatabaseSettings()
-    observability: ObservabilitySettings = ObservabilitySettings()
-    outbox: OutboxSettings = OutboxSettings()
+    env: Environment = Field(
+        default=Environment.development,
+        description=(
+            "`production` turns on the start-up refusal rules and forbids `db reset`; the first "
+            "`db upgrade` records the value in `_environment_marker`."
+        ),
+    )
+    debug: bool = Field(
+        default=False, description="Debug flag; no code reads it yet. Refused in production."
+    )
+    var_dir: Path = Field(
+        default=Path("var"),
+        description=(
+            "Directory for local state, relative to the working directory; holds `clinicos.db` "
+            "when no database URL is set."
+        ),
+    )
+    database_url: str | None = Field(
+        default=None,
+        description=(
+            "`postgresql://user:password@host:5432/db` (or `sqlite:///path`). Unset: SQLite file "
+            "`<var_dir>/clinicos.db`. Required in production."
+        ),
+    )
+    redis_url: SecretStr | None = Field(
+        default=None, description="Redis URL; read and masked, not used by any code yet."
+    )
+    secret_key: SecretStr = Field(
+        default=SecretStr(DEV_SECRET_KEY),
+        description=(
+            "Application secret (no feature uses it yet). Production needs 32+ characters "
+            "and not the development default."
+        ),
+    )
+    http: HttpSettings = Field(default=HttpSettings(), description="HTTP server settings.")
+    database: DatabaseSettings = Field(
+        default=DatabaseSettings(), description="Database pool and timeouts."
+    )
+    observability: ObservabilitySettings = Field(
+        default=ObservabilitySettings(), description="Logging and tracing."
+    )
+    outbox: OutboxSettings = Field(
+        default=OutboxSettings(), description="Outbox worker and scheduled jobs."
+    )
 
     @property
     def effective_database_url(self) -> str:
