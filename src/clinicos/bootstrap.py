@@ -13,6 +13,7 @@ from clinicos.kernel.clock import Clock, SystemClock
 from clinicos.platform.db import models as platform_models
 from clinicos.platform.db.base import Base
 from clinicos.platform.db.engine import create_engine_from_settings, session_factory
+from clinicos.platform.db.schema import SchemaGate
 from clinicos.platform.db.uow import SqlUnitOfWork
 from clinicos.platform.outbox.registry import HandlerRegistry, JobRegistry, ScheduledJob
 from clinicos.platform.outbox.worker import OutboxWorker, purge_delivered_outbox
@@ -49,8 +50,11 @@ class Container:
     clock: Clock
     handlers: HandlerRegistry = field(default_factory=HandlerRegistry)
     jobs: JobRegistry = field(default_factory=JobRegistry)
-    # Refreshed at start-up and by /ready; gates every non-operational request.
-    schema_current: bool = False
+    schema: SchemaGate = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Refreshed at start-up and by /ready; gates every non-operational request.
+        self.schema = SchemaGate(self.engine)
 
     def uow(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.sessions, clock=self.clock)

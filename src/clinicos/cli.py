@@ -72,18 +72,30 @@ def serve(
 @app.command("worker")
 def run_worker(
     once: Annotated[bool, typer.Option(help="drain what is due and due jobs, then exit")] = False,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="serve this worker's Prometheus metrics on this port")
+    ] = None,
 ) -> None:
     """Drain the outbox and run scheduled jobs (run several side by side on PostgreSQL)."""
+    from prometheus_client import start_http_server
+
     from clinicos.bootstrap import build_container
+    from clinicos.platform.db.schema import SchemaStatus
     from clinicos.platform.observability.logging import configure_logging
+    from clinicos.platform.observability.metrics import REGISTRY
 
     settings = _settings()
     configure_logging(settings.observability.log_level, json=settings.observability.log_json)
+    if metrics_port is not None:
+        start_http_server(metrics_port, addr=settings.http.host, registry=REGISTRY)
 
     async def _main() -> None:
         container = build_container(settings)
         worker = container.worker()
         try:
+            # Handlers may need this release's tables: never drain against an older schema.
+            if await container.schema.refresh() is SchemaStatus.behind:
+                raise _fail("the database schema is behind this release; run `clinicos db upgrade`")
             if once:
                 result = await worker.drain_until_empty()
                 jobs = await worker.run_due_jobs()

@@ -37,7 +37,6 @@ class HttpSettings(BaseModel):
         ge=1024,
         description="Largest request body accepted; a larger one is answered 413 problem+json.",
     )
-    # Behind a TLS-terminating proxy, set so the app emits HSTS and secure cookies.
     behind_tls: bool = Field(
         default=False,
         description=(

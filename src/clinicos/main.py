@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from clinicos.bootstrap import Container, build_container
 from clinicos.config import Settings, load_settings
-from clinicos.platform.db.schema import schema_state
+from clinicos.platform.db.schema import SchemaStatus
 from clinicos.platform.http.middleware import install_middleware
 from clinicos.platform.http.ops_routes import router as ops_router
 from clinicos.platform.http.problems import install_problem_handlers
@@ -21,22 +21,22 @@ from clinicos.platform.observability.tracing import configure_tracing
 log = get_logger("clinicos.app")
 
 
-async def refresh_schema_state(container: Container) -> None:
+async def refresh_schema_state(container: Container) -> SchemaStatus:
     try:
-        state = await schema_state(container.engine)
-    except Exception as exc:  # database down at start-up: serve 503s until /ready sees it back
+        status = await container.schema.refresh()
+    except Exception as exc:  # database down at start-up: requests answer 503 until it is back
         log.error("schema_state_unavailable", exc_info=exc)
-        container.schema_current = False
-    else:
-        container.schema_current = state.is_current
-        if not state.is_current:
-            log.error(
-                "schema_not_current",
-                current=list(state.current),
-                head=list(state.head),
-                hint="run `clinicos db upgrade`",
-            )
-    SCHEMA_CURRENT.set(1 if container.schema_current else 0)
+        return SchemaStatus.unknown
+    state = container.schema.last_state
+    if status is SchemaStatus.behind and state is not None:
+        log.error(
+            "schema_not_current",
+            current=list(state.current),
+            head=list(state.head),
+            hint="run `clinicos db upgrade`",
+        )
+    SCHEMA_CURRENT.set(0 if status is SchemaStatus.behind else 1)
+    return status
 
 
 def create_app(
@@ -55,14 +55,13 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await refresh_schema_state(container)
+        schema_status = await refresh_schema_state(container)
         stop = asyncio.Event()
         worker_task = None
-        if in_process_worker:
+        # The worker's handlers may need this release's tables: it waits for a current schema.
+        if in_process_worker and schema_status is SchemaStatus.current:
             worker_task = asyncio.create_task(container.worker().run_forever(stop))
-        log.info(
-            "app_started", environment=settings.env.value, schema_current=container.schema_current
-        )
+        log.info("app_started", environment=settings.env.value, schema=schema_status.value)
         try:
             yield
         finally:
@@ -84,7 +83,7 @@ def create_app(
         app,
         tracing=tracing,
         max_body_bytes=settings.http.max_body_bytes,
-        schema_is_current=lambda: container.schema_current,
+        schema_gate=container.schema,
     )
     app.include_router(ops_router)
     return app

@@ -123,7 +123,6 @@ async def test_tracing_when_endpoint_set_exports_server_spans(
     container = build_container(settings)
     app = create_app(settings, container=container, run_worker=False)
     app.include_router(probe_router)
-    container.schema_current = True
     async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as http:
         await http.get(
             "/_probe/items/abc",

@@ -32,7 +32,7 @@ def create_engine_for_url(url: str, settings: Settings) -> AsyncEngine:
         engine = create_async_engine(
             url, **common, connect_args={"timeout": db.pool_timeout_seconds}
         )
-        _install_sqlite_pragmas(engine)
+        _install_sqlite_pragmas(engine, busy_timeout_ms=int(db.pool_timeout_seconds * 1000))
         return engine
     return create_async_engine(
         url,
@@ -45,7 +45,7 @@ def create_engine_for_url(url: str, settings: Settings) -> AsyncEngine:
     )
 
 
-def _install_sqlite_pragmas(engine: AsyncEngine) -> None:
+def _install_sqlite_pragmas(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:
     """WAL for concurrent readers, FULL sync so a committed row survives power loss, FKs on."""
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -55,7 +55,7 @@ def _install_sqlite_pragmas(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -14,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clinicos.kernel.errors import PayloadTooLarge
 from clinicos.kernel.ids import new_id
+from clinicos.platform.db.schema import SchemaGate
 from clinicos.platform.http.problems import problem_body, problem_response
 from clinicos.platform.observability.logging import get_logger
 from clinicos.platform.observability.metrics import HTTP_IN_FLIGHT, HTTP_LATENCY, HTTP_REQUESTS
@@ -22,7 +22,7 @@ from clinicos.platform.observability.tracing import Tracing
 log = get_logger("clinicos.http")
 
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-UNMATCHED_ROUTE = "<unmatched>"
+UNMATCHED_ROUTE = "<unmatched>"  # metric/log label for requests no route matched
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -82,7 +82,7 @@ class RequestContextMiddleware:
                             code="internal_error",
                             title="Internal error",
                             detail="an unexpected error occurred; quote the request id to support",
-                            instance=route_template(scope),
+                            instance=getattr(scope.get("route"), "path", None),
                             request_id=request_id,
                         )
                         await problem_response(body)(scope, receive, send_wrapper)
@@ -150,7 +150,7 @@ class BodySizeLimitMiddleware:
             code=PayloadTooLarge.code,
             title=PayloadTooLarge.title,
             detail=self._detail(),
-            instance=UNMATCHED_ROUTE,
+            instance=None,
             request_id=scope.get("state", {}).get("request_id"),
         )
         await problem_response(body, headers={"Connection": "close"})(scope, receive, send)
@@ -162,12 +162,16 @@ OPERATIONAL_PATHS = frozenset({"/health", "/ready", "/metrics"})
 class SchemaGateMiddleware:
     """While the schema is behind the code, answer 503 to everything but the operational routes."""
 
-    def __init__(self, app: ASGIApp, *, is_current: Callable[[], bool]) -> None:
+    def __init__(self, app: ASGIApp, *, gate: SchemaGate) -> None:
         self.app = app
-        self.is_current = is_current
+        self.gate = gate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPERATIONAL_PATHS or self.is_current():
+        if scope["type"] != "http" or scope["path"] in OPERATIONAL_PATHS:
+            await self.app(scope, receive, send)
+            return
+        await self.gate.recheck_if_behind()
+        if not self.gate.blocks_requests:
             await self.app(scope, receive, send)
             return
         body = problem_body(
@@ -175,16 +179,16 @@ class SchemaGateMiddleware:
             code="schema_not_current",
             title="Database schema is not current",
             detail="the database schema is behind this release; run `clinicos db upgrade`",
-            instance=UNMATCHED_ROUTE,
+            instance=None,
             request_id=scope.get("state", {}).get("request_id"),
         )
         await problem_response(body, headers={"Retry-After": "30"})(scope, receive, send)
 
 
 def install_middleware(
-    app: Any, *, tracing: Tracing, max_body_bytes: int, schema_is_current: Callable[[], bool]
+    app: Any, *, tracing: Tracing, max_body_bytes: int, schema_gate: SchemaGate
 ) -> None:
     # Starlette wraps in reverse order of addition: the last added is the outermost.
-    app.add_middleware(SchemaGateMiddleware, is_current=schema_is_current)
+    app.add_middleware(SchemaGateMiddleware, gate=schema_gate)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(RequestContextMiddleware, tracing=tracing)

@@ -6,10 +6,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from clinicos.platform.db.models import OUTBOX_DEAD, OUTBOX_PENDING, OutboxMessage
-from clinicos.platform.db.schema import schema_state
+from clinicos.platform.db.schema import SchemaGate, SchemaStatus
 from clinicos.platform.observability.logging import get_logger
 from clinicos.platform.observability.metrics import (
     DB_POOL,
@@ -32,30 +32,26 @@ async def health() -> dict[str, str]:
 
 @router.get("/ready", summary="Readiness: database reachable and schema current")
 async def ready(request: Request) -> JSONResponse:
-    container = request.app.state.container
+    gate: SchemaGate = request.app.state.container.schema
     checks: dict[str, Any] = {}
-    status = 200
     try:
-        async with container.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-        checks["database"] = {"status": "ok"}
+        status_now = await gate.refresh()
     except Exception as exc:  # any failure to reach the database means not ready
         log.warning("readiness_database_unreachable", exc_info=exc)
         checks["database"] = {"status": "unreachable"}
-        checks["schema"] = {"status": "unknown"}
-        container.schema_current = False
-        SCHEMA_CURRENT.set(0)
+        checks["schema"] = {"status": SchemaStatus.unknown.value}
         return JSONResponse({"status": "unavailable", "checks": checks}, status_code=503)
-    state = await schema_state(container.engine)
-    container.schema_current = state.is_current
-    SCHEMA_CURRENT.set(1 if state.is_current else 0)
+    checks["database"] = {"status": "ok"}
+    state = gate.last_state
+    assert state is not None
+    SCHEMA_CURRENT.set(0 if status_now is SchemaStatus.behind else 1)
     checks["schema"] = {
-        "status": "ok" if state.is_current else "behind",
+        "status": "ok" if status_now is SchemaStatus.current else status_now.value,
         "current": list(state.current),
         "head": list(state.head),
     }
-    if not state.is_current:
-        status = 503
+    # "ahead" stays ready: a newer release's expand migration must not take older pods down.
+    status = 503 if status_now is SchemaStatus.behind else 200
     return JSONResponse(
         {"status": "ok" if status == 200 else "unavailable", "checks": checks}, status_code=status
     )

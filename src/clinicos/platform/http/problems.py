@@ -83,10 +83,10 @@ def problem_response(body: dict[str, Any], *, headers: dict[str, str] | None = N
     )
 
 
-def _instance(request: Request) -> str:
+def _instance(request: Request) -> str | None:
     # The route template, not the raw path: raw paths may carry identifiers.
     route = request.scope.get("route")
-    return getattr(route, "path", None) or "unmatched"
+    return getattr(route, "path", None)
 
 
 def _field_errors(errors: tuple[FieldError, ...]) -> list[dict[str, Any]]:

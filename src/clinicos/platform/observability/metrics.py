@@ -41,7 +41,8 @@ JOB_RUNS = Counter(
     "clinicos_scheduled_job_runs_total", "Scheduled job runs by job and outcome", ["job", "outcome"]
 )
 SCHEMA_CURRENT = Gauge(
-    "clinicos_db_schema_current", "1 when the database schema is at the migrations head"
+    "clinicos_db_schema_current",
+    "0 while the database schema is known to be behind this release, else 1",
 )
 
 
