@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -62,8 +62,7 @@ class DatabaseSettings(BaseModel):
         gt=0,
         description=(
             "PostgreSQL: seconds to wait for a free pool connection before answering 503. "
-            "SQLite: passed as the driver's lock timeout, which the `busy_timeout=5000` pragma "
-            "then replaces."
+            "SQLite: how long a writer waits for the write lock (`busy_timeout`)."
         ),
     )
     connect_timeout_seconds: int = Field(
@@ -72,6 +71,14 @@ class DatabaseSettings(BaseModel):
     echo: bool = Field(
         default=False,
         description="Log every SQL statement (bound values stay hidden). Refused in production.",
+    )
+    app_role: str | None = Field(
+        default=None,
+        description=(
+            "PostgreSQL: role the app switches to (`SET ROLE`) on every connection, so row-level "
+            "security applies even when the URL's user owns the tables. Migrations create "
+            "`clinicos_app`; set this to it unless the URL already logs in as a non-owner role."
+        ),
     )
 
 
@@ -151,6 +158,78 @@ class OutboxSettings(BaseModel):
     )
 
 
+class IdentitySettings(BaseModel):
+    """Sign-in, tokens, lockout, MFA and password hashing."""
+
+    jwt_issuer: str = Field(default="clinicos", description="`iss` of access tokens.")
+    jwt_audience: str = Field(default="clinicos-api", description="`aud` of access tokens.")
+    access_token_ttl_seconds: int = Field(
+        default=900, ge=60, le=3600, description="Access-token lifetime (default 15 minutes)."
+    )
+    refresh_token_ttl_seconds: int = Field(
+        default=14 * 24 * 3600, ge=300, description="Lifetime of each refresh token."
+    )
+    session_max_age_seconds: int = Field(
+        default=30 * 24 * 3600,
+        ge=300,
+        description="Absolute lifetime of a sign-in session across refreshes (our policy).",
+    )
+    mfa_token_ttl_seconds: int = Field(
+        default=300, ge=30, le=900, description="Time allowed between password and MFA code."
+    )
+    lockout_threshold: int = Field(
+        default=5, ge=1, description="Failed sign-ins in a row that lock the account."
+    )
+    lockout_minutes: int = Field(default=15, ge=1, description="How long a lock lasts.")
+    password_reset_ttl_minutes: int = Field(
+        default=30, ge=5, description="Lifetime of a password-reset link."
+    )
+    email_verification_ttl_hours: int = Field(
+        default=48, ge=1, description="Lifetime of an email-verification link."
+    )
+    break_glass_minutes: int = Field(
+        default=60, ge=5, le=24 * 60, description="Length of an emergency-access grant."
+    )
+    argon2_time_cost: int = Field(default=3, ge=1, description="argon2id iterations.")
+    argon2_memory_kib: int = Field(default=65536, ge=8, description="argon2id memory in KiB.")
+    argon2_parallelism: int = Field(default=4, ge=1, description="argon2id lanes.")
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Base URL used in links sent by email (reset, verification).",
+    )
+
+
+class MailSettings(BaseModel):
+    """Outgoing email (password reset, verification)."""
+
+    backend: Literal["file", "console", "smtp"] = Field(
+        default="file",
+        description=(
+            "`file` writes each message as .eml under `<var_dir>/mail` (development), "
+            "`console` logs that a message was sent (no content), `smtp` sends it."
+        ),
+    )
+    from_address: str = Field(
+        default="clinicos@localhost", description="Sender address of outgoing mail."
+    )
+    smtp_host: str = Field(default="127.0.0.1", description="SMTP server host.")
+    smtp_port: int = Field(default=25, ge=1, le=65535, description="SMTP server port.")
+    smtp_username: str | None = Field(default=None, description="SMTP user, if it needs one.")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password.")
+    smtp_starttls: bool = Field(default=False, description="Upgrade the connection with STARTTLS.")
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, description="SMTP timeout.")
+
+
+class RateLimitSettings(BaseModel):
+    """Request budgets per category (`limits` notation, e.g. `5/minute`)."""
+
+    enabled: bool = Field(default=True, description="Turn every rate limit on or off.")
+    auth: str = Field(default="5/minute", description="Sign-in attempts per account and IP.")
+    write: str = Field(default="30/minute", description="Writes per user.")
+    ai: str = Field(default="10/minute", description="Assistant requests per user.")
+    read: str = Field(default="100/minute", description="Reads per user.")
+
+
 class Settings(BaseSettings):
     """Every setting; environment variables are ``CLINICOS_<NAME>``, nested ones
     ``CLINICOS_<SECTION>__<NAME>``, optionally from a ``.env`` file in the working directory."""
@@ -188,13 +267,17 @@ class Settings(BaseSettings):
         ),
     )
     redis_url: SecretStr | None = Field(
-        default=None, description="Redis URL; read and masked, not used by any code yet."
+        default=None,
+        description=(
+            "Redis URL (`redis://host:6379/0`): rate limits are shared across processes there; "
+            "unset, each process keeps its own in memory."
+        ),
     )
     secret_key: SecretStr = Field(
         default=SecretStr(DEV_SECRET_KEY),
         description=(
-            "Application secret (no feature uses it yet). Production needs 32+ characters "
-            "and not the development default."
+            "Installation secret: seals token-signing keys and TOTP secrets at rest. "
+            "Production needs 32+ characters and not the development default."
         ),
     )
     http: HttpSettings = Field(default=HttpSettings(), description="HTTP server settings.")
@@ -206,6 +289,20 @@ class Settings(BaseSettings):
     )
     outbox: OutboxSettings = Field(
         default=OutboxSettings(), description="Outbox worker and scheduled jobs."
+    )
+    identity: IdentitySettings = Field(
+        default=IdentitySettings(), description="Sign-in, tokens, lockout and MFA."
+    )
+    mail: MailSettings = Field(default=MailSettings(), description="Outgoing email.")
+    rate_limit: RateLimitSettings = Field(
+        default=RateLimitSettings(), description="Rate limits per category."
+    )
+    demo_password: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Password of the demo users that `make run` seeds; generated and printed once "
+            "when unset."
+        ),
     )
 
     @property
