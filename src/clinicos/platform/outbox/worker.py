@@ -4,6 +4,7 @@ and runs due scheduled jobs. Several workers may run at once (lease + SKIP LOCKE
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from clinicos.platform.observability.metrics import (
     OUTBOX_HANDLED,
 )
 from clinicos.platform.outbox.registry import (
+    Handler,
     HandlerRegistry,
     JobRegistry,
     OutboxEnvelope,
@@ -43,7 +45,11 @@ log = get_logger("clinicos.worker")
 
 def backoff_delay(attempts: int, settings: OutboxSettings) -> timedelta:
     """Exponential backoff after the n-th failed attempt, capped."""
-    seconds = settings.backoff_base_seconds * (2 ** max(attempts - 1, 0))
+    # Bound the exponent: max_attempts has no upper limit, and base * 2**n overflows a float
+    # from n ~ 1024, which would crash failure bookkeeping and leave the message un-dead-letterable.
+    # 2**64 * base already exceeds any sane cap, so the result is unchanged below that.
+    exponent = min(max(attempts - 1, 0), 64)
+    seconds = settings.backoff_base_seconds * (2**exponent)
     return timedelta(seconds=min(seconds, settings.backoff_max_seconds))
 
 
@@ -86,14 +92,18 @@ class OutboxWorker:
         )
         async with self.sessions() as session, session.begin():
             candidates = (
-                await session.execute(
-                    select(OutboxMessage.seq)
-                    .where(due)
-                    .order_by(OutboxMessage.seq)
-                    .limit(self.settings.batch_size)
-                    .with_for_update(skip_locked=True)
+                (
+                    await session.execute(
+                        select(OutboxMessage.seq)
+                        .where(due)
+                        .order_by(OutboxMessage.seq)
+                        .limit(self.settings.batch_size)
+                        .with_for_update(skip_locked=True)
+                    )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
             if not candidates:
                 return []
             # Re-check `due` in the UPDATE: on SQLite there is no row lock, and a competing
@@ -104,16 +114,20 @@ class OutboxWorker:
                 .values(claimed_by=self.worker_id, claimed_until=lease_until)
             )
             rows = (
-                await session.execute(
-                    select(OutboxMessage)
-                    .where(
-                        OutboxMessage.seq.in_(candidates),
-                        OutboxMessage.claimed_by == self.worker_id,
-                        OutboxMessage.claimed_until == lease_until,
+                (
+                    await session.execute(
+                        select(OutboxMessage)
+                        .where(
+                            OutboxMessage.seq.in_(candidates),
+                            OutboxMessage.claimed_by == self.worker_id,
+                            OutboxMessage.claimed_until == lease_until,
+                        )
+                        .order_by(OutboxMessage.seq)
                     )
-                    .order_by(OutboxMessage.seq)
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
             return [
                 OutboxEnvelope(
                     seq=m.seq,
@@ -172,11 +186,11 @@ class OutboxWorker:
                 )
                 break
         if failure is None:
-            await self._finish(envelope, delivered=True)
+            await self._finish(envelope)
             return OUTBOX_DELIVERED
         return await self._record_failure(envelope, *failure)
 
-    async def _run_handler(self, envelope: OutboxEnvelope, name: str, handler: object) -> None:
+    async def _run_handler(self, envelope: OutboxEnvelope, name: str, handler: Handler) -> None:
         uow = SqlUnitOfWork(self.sessions, clock=self.clock)
         async with uow:
             done = await uow.session.get(OutboxDelivery, (envelope.seq, name))
@@ -184,26 +198,36 @@ class OutboxWorker:
                 OUTBOX_HANDLED.labels(handler=name, outcome="skipped_duplicate").inc()
                 return
             uow.session.add(
-                OutboxDelivery(message_seq=envelope.seq, handler=name, delivered_at=self.clock.now())
+                OutboxDelivery(
+                    message_seq=envelope.seq, handler=name, delivered_at=self.clock.now()
+                )
             )
-            await handler(envelope, uow)  # type: ignore[operator]
+            # Claim the (message, handler) row *before* the handler runs, and treat only this
+            # flush's IntegrityError as "another worker got here first" (its lease expired and
+            # it was re-claimed). Catching IntegrityError around the final commit instead also
+            # swallowed the handler's own constraint violations, marking the message delivered
+            # with the handler's writes lost. On PostgreSQL this flush waits for a competing
+            # transaction holding the same key, so the handler never runs twice concurrently.
             try:
-                await uow.commit()
+                await uow.session.flush()
             except IntegrityError:
-                # Another worker finished this (message, handler) first after our lease expired.
                 OUTBOX_HANDLED.labels(handler=name, outcome="skipped_duplicate").inc()
                 return
+            await handler(envelope, uow)
+            await uow.commit()
         OUTBOX_HANDLED.labels(handler=name, outcome="ok").inc()
 
-    async def _finish(self, envelope: OutboxEnvelope, *, delivered: bool) -> None:
+    async def _finish(self, envelope: OutboxEnvelope) -> None:
         now = self.clock.now()
         async with self.sessions() as session, session.begin():
             await session.execute(
                 update(OutboxMessage)
-                .where(OutboxMessage.seq == envelope.seq, OutboxMessage.claimed_by == self.worker_id)
+                .where(
+                    OutboxMessage.seq == envelope.seq, OutboxMessage.claimed_by == self.worker_id
+                )
                 .values(
-                    status=OUTBOX_DELIVERED if delivered else OUTBOX_DEAD,
-                    delivered_at=now if delivered else None,
+                    status=OUTBOX_DELIVERED,
+                    delivered_at=now,
                     claimed_by=None,
                     claimed_until=None,
                 )
@@ -217,9 +241,11 @@ class OutboxWorker:
         now = self.clock.now()
         error = f"{handler}: {type(exc).__module__}.{type(exc).__qualname__}"
         async with self.sessions() as session, session.begin():
-            await session.execute(
+            recorded = await session.execute(
                 update(OutboxMessage)
-                .where(OutboxMessage.seq == envelope.seq, OutboxMessage.claimed_by == self.worker_id)
+                .where(
+                    OutboxMessage.seq == envelope.seq, OutboxMessage.claimed_by == self.worker_id
+                )
                 .values(
                     attempts=attempts,
                     status=OUTBOX_DEAD if dead else OUTBOX_PENDING,
@@ -229,6 +255,11 @@ class OutboxWorker:
                     claimed_until=None,
                 )
             )
+        if not recorded.rowcount:  # type: ignore[attr-defined]
+            # Our lease expired and another worker re-claimed the message: its outcome is the
+            # one that counts. Counting ours too double-counted dead letters.
+            log.warning("outbox_lease_lost", event_type=envelope.event_type, seq=envelope.seq)
+            return OUTBOX_PENDING
         if dead:
             OUTBOX_DEAD_LETTERED.inc()
             log.error("outbox_dead_lettered", event_type=envelope.event_type, seq=envelope.seq)
@@ -254,9 +285,7 @@ class OutboxWorker:
                 try:
                     async with session.begin_nested():
                         await session.execute(
-                            insert(JobSchedule).values(
-                                name=job.name, next_run_at=now, run_count=0
-                            )
+                            insert(JobSchedule).values(name=job.name, next_run_at=now, run_count=0)
                         )
                 except IntegrityError:
                     pass  # another worker created it at the same moment
@@ -302,10 +331,8 @@ class OutboxWorker:
             except Exception as exc:  # database blips: log, back off, keep going
                 log.error("worker_iteration_failed", exc_info=exc)
             if not busy:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=self.settings.poll_interval_seconds)
-                except TimeoutError:
-                    pass
         log.info("worker_stopped", worker=self.worker_id)
 
 
