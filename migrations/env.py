@@ -32,7 +32,7 @@ def do_run_migrations(connection: Connection) -> None:
 
 
 async def run_async_migrations() -> None:
-    engine = create_engine_for_url(_url(), Settings())
+    engine = create_engine_for_url(_url(), Settings(), as_owner=True)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(do_run_migrations)

@@ -16,11 +16,14 @@ import psycopg
 import pytest
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from clinicos.bootstrap import Container, all_models_metadata, build_container
 from clinicos.config import Environment, Settings
 from clinicos.main import create_app
+from clinicos.platform.db.engine import create_owner_engine
 from clinicos.platform.db.lifecycle import upgrade_and_mark
+from clinicos.platform.observability.logging import configure_logging
 
 PG_ADMIN_URL = os.environ.get(
     "CLINICOS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -59,13 +62,27 @@ def drop_pg_database(url: str) -> None:
 
 
 def make_settings(database_url: str, var_dir: Path, **overrides: object) -> Settings:
+    """Test settings. On PostgreSQL the app runs as the non-owner role, as in production, so
+    every test exercises row-level security; fast argon2 parameters keep sign-in tests quick."""
+    if database_url.startswith("postgres"):
+        overrides.setdefault("database", {"app_role": "clinicos_app"})
+    overrides.setdefault(
+        "identity", {"argon2_time_cost": 1, "argon2_memory_kib": 64, "argon2_parallelism": 1}
+    )
+    overrides.setdefault("mail", {"backend": "file"})
     return Settings(
         env=Environment.test,
         database_url=database_url,
         var_dir=var_dir,
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         **overrides,  # type: ignore[arg-type]
     )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _json_logging() -> None:
+    """Tests log through the production pipeline, so PHI redaction applies to test output too."""
+    configure_logging("INFO", json=True)
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
@@ -97,13 +114,15 @@ def settings(migrated_db_url: str, tmp_path: Path) -> Settings:
 
 async def truncate_all(container: Container) -> None:
     tables = [t for t in all_models_metadata().sorted_tables if t.name not in KEEP_TABLES]
-    async with container.engine.begin() as conn:
+    engine = create_owner_engine(container.settings)  # the app role may not delete audit rows
+    async with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             names = ", ".join(f'"{t.name}"' for t in tables)
             await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
         else:
             for table in reversed(tables):
                 await conn.execute(table.delete())
+    await engine.dispose()
 
 
 @pytest.fixture
@@ -115,6 +134,16 @@ async def container(settings: Settings) -> AsyncIterator[Container]:
     finally:
         await truncate_all(c)
         await c.dispose()
+
+
+@pytest.fixture
+async def owner_engine(container: Container) -> AsyncIterator[AsyncEngine]:
+    """The database's owner role, for test-only DDL (the app role may not create tables)."""
+    engine = create_owner_engine(container.settings)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from clinicos.config import Settings
 from clinicos.kernel.clock import Clock, SystemClock
+from clinicos.identity import models as identity_models
 from clinicos.platform.db import models as platform_models
 from clinicos.platform.db.base import Base
 from clinicos.platform.db.engine import create_engine_from_settings, session_factory
@@ -21,7 +22,7 @@ from clinicos.platform.outbox.worker import OutboxWorker, purge_delivered_outbox
 
 def all_models_metadata() -> MetaData:
     """Import every module that declares tables, so Alembic and tests see the whole schema."""
-    _ = platform_models  # contexts add their `models` imports here as they arrive
+    _ = (platform_models, identity_models)  # every context's `models` module is listed here
     return Base.metadata
 
 
@@ -56,8 +57,9 @@ class Container:
         # Refreshed at start-up and by /ready; gates every non-operational request.
         self.schema = SchemaGate(self.engine)
 
-    def uow(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.sessions, clock=self.clock)
+    def uow(self, organization_id: str | None = None) -> SqlUnitOfWork:
+        """A unit of work; with ``organization_id`` its transaction is scoped to that tenant."""
+        return SqlUnitOfWork(self.sessions, clock=self.clock, organization_id=organization_id)
 
     def worker(self, worker_id: str | None = None) -> OutboxWorker:
         return OutboxWorker(

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import pytest
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from clinicos.bootstrap import Container
 from clinicos.config import OutboxSettings
@@ -67,10 +68,10 @@ def clock(container: Container) -> FixedClock:
 
 
 @pytest.fixture
-async def side_table(container: Container) -> AsyncIterator[str]:
+async def side_table(owner_engine: AsyncEngine) -> AsyncIterator[str]:
     """Where handlers and jobs write, as evidence of their effects. No unique constraint on
     event_id on purpose: a handler that runs twice leaves two rows."""
-    async with container.engine.begin() as conn:
+    async with owner_engine.begin() as conn:
         await conn.execute(text("DROP TABLE IF EXISTS test_side_effect"))
         await conn.execute(
             text(
@@ -83,7 +84,7 @@ async def side_table(container: Container) -> AsyncIterator[str]:
     try:
         yield "test_side_effect"
     finally:
-        async with container.engine.begin() as conn:
+        async with owner_engine.begin() as conn:
             await conn.execute(text("DROP TABLE IF EXISTS test_side_effect"))
 
 

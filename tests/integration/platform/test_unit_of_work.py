@@ -13,7 +13,7 @@ from typing import ClassVar
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from clinicos.bootstrap import Container
 from clinicos.kernel.clock import FixedClock
@@ -52,15 +52,15 @@ def clock(container: Container) -> FixedClock:
 
 
 @pytest.fixture
-async def change_table(container: Container) -> AsyncIterator[str]:
+async def change_table(owner_engine: AsyncEngine) -> AsyncIterator[str]:
     """A throwaway table standing in for a context's own write (the 'change')."""
-    async with container.engine.begin() as conn:
+    async with owner_engine.begin() as conn:
         await conn.execute(text("DROP TABLE IF EXISTS test_uow_change"))
         await conn.execute(text("CREATE TABLE test_uow_change (ref VARCHAR(64) NOT NULL)"))
     try:
         yield "test_uow_change"
     finally:
-        async with container.engine.begin() as conn:
+        async with owner_engine.begin() as conn:
             await conn.execute(text("DROP TABLE IF EXISTS test_uow_change"))
 
 

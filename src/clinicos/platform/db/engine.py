@@ -21,7 +21,14 @@ def create_engine_from_settings(settings: Settings) -> AsyncEngine:
     return create_engine_for_url(settings.effective_database_url, settings)
 
 
-def create_engine_for_url(url: str, settings: Settings) -> AsyncEngine:
+def create_owner_engine(settings: Settings) -> AsyncEngine:
+    """The URL's own role, never the app role: schema changes, markers, resets, backups."""
+    return create_engine_for_url(settings.effective_database_url, settings, as_owner=True)
+
+
+def create_engine_for_url(url: str, settings: Settings, *, as_owner: bool = False) -> AsyncEngine:
+    """``as_owner``: keep the URL's own role (migrations, backups, test fixtures) instead of
+    switching to the non-owner app role that row-level security applies to."""
     db = settings.database
     # hide_parameters: bound values (which may be PHI) never appear in SQLAlchemy errors or logs.
     common: dict[str, Any] = {"echo": db.echo, "hide_parameters": True}
@@ -34,7 +41,7 @@ def create_engine_for_url(url: str, settings: Settings) -> AsyncEngine:
         )
         _install_sqlite_pragmas(engine, busy_timeout_ms=int(db.pool_timeout_seconds * 1000))
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         **common,
         pool_size=db.pool_size,
@@ -43,6 +50,20 @@ def create_engine_for_url(url: str, settings: Settings) -> AsyncEngine:
         pool_pre_ping=True,
         connect_args={"connect_timeout": db.connect_timeout_seconds},
     )
+    if db.app_role and not as_owner:
+        _install_app_role(engine, db.app_role)
+    return engine
+
+
+def _install_app_role(engine: AsyncEngine, role: str) -> None:
+    quoted = '"' + role.replace('"', '""') + '"'
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _set_role(dbapi_conn: Any, _record: Any) -> None:
+        # Session-level, for the connection's whole life: every transaction runs as the app role.
+        with dbapi_conn.cursor() as cursor:
+            cursor.execute(f"SET ROLE {quoted}")
+        dbapi_conn.commit()
 
 
 def _install_sqlite_pragmas(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:

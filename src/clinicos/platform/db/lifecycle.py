@@ -8,7 +8,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection, make_url
 
 from clinicos.config import Environment, Settings, mask_url
-from clinicos.platform.db.engine import create_engine_from_settings
+from clinicos.platform.db.engine import create_owner_engine
 from clinicos.platform.db.schema import (
     SchemaState,
     ensure_environment_marker,
@@ -26,7 +26,7 @@ def upgrade_and_mark(settings: Settings, revision: str = "head") -> str:
     upgrade(settings.effective_database_url, revision)
 
     async def _mark() -> str:
-        engine = create_engine_from_settings(settings)
+        engine = create_owner_engine(settings)
         try:
             return await ensure_environment_marker(engine, settings.env.value)
         finally:
@@ -37,7 +37,7 @@ def upgrade_and_mark(settings: Settings, revision: str = "head") -> str:
 
 def current_state(settings: Settings) -> SchemaState:
     async def _state() -> SchemaState:
-        engine = create_engine_from_settings(settings)
+        engine = create_owner_engine(settings)
         try:
             return await schema_state(engine)
         finally:
@@ -59,7 +59,7 @@ def check_reset_allowed(settings: Settings) -> str:
         raise ResetRefused("CLINICOS_ENV=production: reset is never allowed")
 
     async def _marker() -> str | None:
-        engine = create_engine_from_settings(settings)
+        engine = create_owner_engine(settings)
         try:
             return await read_environment_marker(engine)
         except Exception:  # no marker table: a database we did not migrate, or not ours at all
@@ -80,7 +80,7 @@ def check_reset_allowed(settings: Settings) -> str:
 
 def drop_everything(settings: Settings) -> None:
     async def _drop() -> None:
-        engine = create_engine_from_settings(settings)
+        engine = create_owner_engine(settings)
         try:
             async with engine.begin() as conn:
 

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from clinicos.kernel.clock import Clock, SystemClock
@@ -18,10 +19,15 @@ class SqlUnitOfWork:
     in the same transaction as the change, or not at all."""
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], *, clock: Clock | None = None
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        clock: Clock | None = None,
+        organization_id: str | None = None,
     ) -> None:
         self._sessions = sessions
         self._clock = clock or SystemClock()
+        self.organization_id = organization_id
         self._session: AsyncSession | None = None
         self._events: list[DomainEvent] = []
         self._committed = False
@@ -40,6 +46,13 @@ class SqlUnitOfWork:
         if self._session is not None or self._committed:
             raise RuntimeError("a unit of work is used for exactly one use case")
         self._session = self._sessions()
+        if self.organization_id is not None and self._session.bind.dialect.name == "postgresql":
+            # Row-level security reads this; `true` = local to this transaction, so a pooled
+            # connection never carries one tenant's setting into another's request.
+            await self._session.execute(
+                text("SELECT set_config('app.organization_id', :org, true)"),
+                {"org": self.organization_id},
+            )
         return self
 
     async def __aexit__(

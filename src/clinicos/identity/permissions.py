@@ -1,0 +1,66 @@
+"""The one permission matrix: which role may do what. Default deny: a permission not listed for
+any of the actor's roles is refused. Routes declare the permission they need (see routes.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    admin = "admin"
+    clinician = "clinician"
+    nurse = "nurse"
+    pharmacist = "pharmacist"
+    billing = "billing"
+    agent = "agent"
+    supervisor = "supervisor"
+    researcher = "researcher"
+    auditor = "auditor"
+
+
+class Permission(StrEnum):
+    # identity
+    organization_read = "organization:read"
+    organization_manage = "organization:manage"
+    user_read = "user:read"
+    user_manage = "user:manage"
+    # governance
+    audit_read = "audit:read"
+    audit_verify = "audit:verify"
+    # emergency access to a patient outside normal scope (always reasoned, time-limited, audited)
+    break_glass_open = "break_glass:open"
+
+
+MATRIX: dict[Permission, frozenset[Role]] = {
+    Permission.organization_read: frozenset(Role),
+    Permission.organization_manage: frozenset({Role.admin}),
+    Permission.user_read: frozenset({Role.admin, Role.supervisor, Role.auditor}),
+    Permission.user_manage: frozenset({Role.admin}),
+    Permission.audit_read: frozenset({Role.admin, Role.auditor}),
+    Permission.audit_verify: frozenset({Role.admin, Role.auditor}),
+    Permission.break_glass_open: frozenset({Role.clinician}),
+}
+
+
+def permissions_for(roles: Iterable[Role | str]) -> frozenset[Permission]:
+    held = {Role(r) for r in roles}
+    return frozenset(p for p, allowed in MATRIX.items() if allowed & held)
+
+
+def is_allowed(roles: Iterable[Role | str], permission: Permission) -> bool:
+    return permission in permissions_for(roles)
+
+
+def matrix_markdown() -> str:
+    """The matrix as a Markdown table (rendered into docs/contexts/identity.md)."""
+    roles = list(Role)
+    lines = [
+        "| permission | " + " | ".join(r.value for r in roles) + " |",
+        "|---|" + "---|" * len(roles),
+    ]
+    for permission in Permission:
+        allowed = MATRIX.get(permission, frozenset())
+        cells = ["✓" if r in allowed else "" for r in roles]
+        lines.append(f"| `{permission.value}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,187 @@
+"""Access tokens: short-lived EdDSA-signed JWTs with versioned signing keys (kid), pinned algorithm.
+
+Only Ed25519 (``EdDSA``) is accepted: ``none``, HMAC and RSA tokens are refused before any key is
+looked at, so algorithm-confusion attacks (RFC 8725 §2.1, §3.1) have nothing to work with.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+ALGORITHM = "EdDSA"
+REQUIRED_CLAIMS = ("iss", "aud", "sub", "org", "roles", "jti", "sid", "iat", "exp")
+
+
+class TokenInvalid(Exception):
+    """Any reason an access token is refused; the reason is logged, never shown in detail."""
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    kid: str
+    private_key: Ed25519PrivateKey | None  # None for retired keys kept only to verify
+    public_key: Ed25519PublicKey
+
+
+def new_signing_key(kid: str | None = None) -> SigningKey:
+    private = Ed25519PrivateKey.generate()
+    return SigningKey(
+        kid=kid or secrets.token_hex(8), private_key=private, public_key=private.public_key()
+    )
+
+
+def _wrapping_key(secret: str) -> bytes:
+    # Private signing keys are stored encrypted under a key derived from CLINICOS_SECRET_KEY.
+    return HKDF(algorithm=SHA256(), length=32, salt=None, info=b"clinicos/signing-keys/v1").derive(
+        secret.encode("utf-8")
+    )
+
+
+def seal_private_key(key: Ed25519PrivateKey, *, kid: str, secret: str) -> str:
+    raw = key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    nonce = secrets.token_bytes(12)
+    sealed = AESGCM(_wrapping_key(secret)).encrypt(nonce, raw, kid.encode())
+    return base64.b64encode(nonce + sealed).decode("ascii")
+
+
+def open_private_key(sealed: str, *, kid: str, secret: str) -> Ed25519PrivateKey:
+    blob = base64.b64decode(sealed)
+    raw = AESGCM(_wrapping_key(secret)).decrypt(blob[:12], blob[12:], kid.encode())
+    return Ed25519PrivateKey.from_private_bytes(raw)
+
+
+def public_key_text(key: Ed25519PublicKey) -> str:
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return base64.b64encode(raw).decode("ascii")
+
+
+def public_key_from_text(text: str) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(base64.b64decode(text))
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: str
+    organization_id: str
+    roles: tuple[str, ...]
+    jti: str
+    session_id: str
+    expires_at: datetime
+
+
+class TokenCodec:
+    """Issues and verifies access tokens against a set of signing keys (one active)."""
+
+    def __init__(
+        self, *, issuer: str, audience: str, keys: Mapping[str, SigningKey], active_kid: str
+    ):
+        if active_kid not in keys or keys[active_kid].private_key is None:
+            raise ValueError("the active signing key must have its private half")
+        self.issuer = issuer
+        self.audience = audience
+        self.keys = dict(keys)
+        self.active_kid = active_kid
+
+    def issue(
+        self,
+        *,
+        user_id: str,
+        organization_id: str,
+        roles: tuple[str, ...],
+        session_id: str,
+        now: datetime,
+        ttl: timedelta,
+        audience: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> tuple[str, str]:
+        """Return (token, jti)."""
+        jti = secrets.token_hex(16)
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "aud": audience or self.audience,
+            "sub": user_id,
+            "org": organization_id,
+            "roles": list(roles),
+            "jti": jti,
+            "sid": session_id,
+            "iat": int(now.timestamp()),
+            "nbf": int(now.timestamp()),
+            "exp": int((now + ttl).timestamp()),
+            **(extra or {}),
+        }
+        key = self.keys[self.active_kid].private_key
+        assert key is not None
+        token = jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": self.active_kid})
+        return token, jti
+
+    def decode(self, token: str, *, now: datetime, audience: str | None = None) -> dict[str, Any]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise TokenInvalid("malformed token") from exc
+        if header.get("alg") != ALGORITHM:
+            raise TokenInvalid("algorithm not allowed")
+        key = self.keys.get(str(header.get("kid", "")))
+        if key is None:
+            raise TokenInvalid("unknown key id")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key.public_key,
+                algorithms=[ALGORITHM],
+                audience=audience or self.audience,
+                issuer=self.issuer,
+                # Time claims are checked below against the injected clock, not the wall clock.
+                options={
+                    "require": list(REQUIRED_CLAIMS),
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
+            )
+        except jwt.PyJWTError as exc:
+            raise TokenInvalid(type(exc).__name__) from exc
+        moment = int(now.timestamp())
+        if not isinstance(claims["exp"], int) or claims["exp"] <= moment:
+            raise TokenInvalid("expired")
+        if int(claims.get("nbf", 0)) > moment:
+            raise TokenInvalid("not yet valid")
+        return claims
+
+    def verify_access(self, token: str, *, now: datetime) -> AccessClaims:
+        claims = self.decode(token, now=now)
+        roles = claims["roles"]
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise TokenInvalid("bad roles claim")
+        return AccessClaims(
+            user_id=str(claims["sub"]),
+            organization_id=str(claims["org"]),
+            roles=tuple(roles),
+            jti=str(claims["jti"]),
+            session_id=str(claims["sid"]),
+            expires_at=datetime.fromtimestamp(claims["exp"], tz=UTC),
+        )
+
+
+def token_hash(token: str) -> str:
+    """Opaque tokens (refresh, reset, verification) are stored only as SHA-256 digests."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def new_opaque_token() -> str:
+    return secrets.token_urlsafe(32)

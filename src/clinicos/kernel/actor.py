@@ -1,0 +1,35 @@
+"""Who is acting: the authenticated user in one organization, with the permissions of their roles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from clinicos.kernel.errors import PermissionDenied
+
+
+@dataclass(frozen=True)
+class Actor:
+    user_id: str
+    organization_id: str
+    roles: frozenset[str]
+    permissions: frozenset[str]
+    session_id: str | None = None
+    request_id: str | None = None
+    # Patients this actor may reach outside normal scope through an open break-glass grant.
+    break_glass_patient_ids: frozenset[str] = field(default_factory=frozenset)
+
+    def can(self, permission: str) -> bool:
+        return permission in self.permissions
+
+    def require(self, permission: str) -> None:
+        if permission not in self.permissions:
+            raise PermissionDenied(f"this action needs the '{permission}' permission")
+
+
+@dataclass(frozen=True)
+class SystemActor:
+    """The platform itself (CLI bootstrap, scheduled jobs): attributable, but not a user."""
+
+    name: str
+    organization_id: str | None = None
+    request_id: str | None = None
