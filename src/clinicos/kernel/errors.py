@@ -8,7 +8,7 @@
     ├── Conflict                     409  state conflicts, duplicates, stale versions
     ├── PayloadTooLarge              413
     ├── ValidationFailed             422  carries field-level errors
-    ├── RateLimited                  429  carries retry_after seconds
+    ├── RateLimited                  429  carries limit, remaining, reset_at, retry_after
     └── ServiceUnavailable           503  database down, schema behind, dependency missing
         └── SchemaNotCurrent         503
 
@@ -18,6 +18,8 @@ field or object kind is wrong, never the value.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -114,13 +116,27 @@ class ValidationFailed(DomainError):
 
 
 class RateLimited(DomainError):
+    """Over budget: ``limit`` units per window (None when the raiser does not know it), none
+    ``remaining``, more at ``reset_at`` (epoch seconds; defaults to now + ``retry_after``)."""
+
     status = 429
     code = "rate_limited"
     title = "Too many requests"
 
-    def __init__(self, detail: str | None = None, *, retry_after: int) -> None:
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        retry_after: int,
+        limit: int | None = None,
+        remaining: int = 0,
+        reset_at: int | None = None,
+    ) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+        self.limit = limit
+        self.remaining = remaining
+        self.reset_at = reset_at if reset_at is not None else math.ceil(time.time()) + retry_after
 
 
 class ServiceUnavailable(DomainError):

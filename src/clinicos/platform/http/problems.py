@@ -102,6 +102,10 @@ def domain_error_response(request: Request, exc: DomainError) -> Response:
         errors = _field_errors(exc.errors)
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
+        if exc.limit is not None:  # unknown when raised without a budget (legacy callers)
+            headers["X-RateLimit-Limit"] = str(exc.limit)
+        headers["X-RateLimit-Remaining"] = str(exc.remaining)
+        headers["X-RateLimit-Reset"] = str(exc.reset_at)
     if isinstance(exc, ServiceUnavailable):
         headers["Retry-After"] = "5"
     body = problem_body(
