@@ -9,20 +9,25 @@ from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from clinicos.config import Settings
-from clinicos.kernel.clock import Clock, SystemClock
+from clinicos.governance import models as governance_models
 from clinicos.identity import models as identity_models
+from clinicos.identity.runtime import IdentityRuntime, build_identity_runtime
+from clinicos.kernel.clock import Clock, SystemClock
 from clinicos.platform.db import models as platform_models
 from clinicos.platform.db.base import Base
 from clinicos.platform.db.engine import create_engine_from_settings, session_factory
 from clinicos.platform.db.schema import SchemaGate
 from clinicos.platform.db.uow import SqlUnitOfWork
+from clinicos.platform.mail import Mailer, build_mailer
 from clinicos.platform.outbox.registry import HandlerRegistry, JobRegistry, ScheduledJob
 from clinicos.platform.outbox.worker import OutboxWorker, purge_delivered_outbox
+from clinicos.platform.ratelimit import RateLimiter, build_rate_limiter
 
 
 def all_models_metadata() -> MetaData:
     """Import every module that declares tables, so Alembic and tests see the whole schema."""
-    _ = (platform_models, identity_models)  # every context's `models` module is listed here
+    # every context's `models` module is listed here
+    _ = (platform_models, identity_models, governance_models)
     return Base.metadata
 
 
@@ -49,6 +54,8 @@ class Container:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     clock: Clock
+    identity: IdentityRuntime
+    rate_limiter: RateLimiter
     handlers: HandlerRegistry = field(default_factory=HandlerRegistry)
     jobs: JobRegistry = field(default_factory=JobRegistry)
     schema: SchemaGate = field(init=False)
@@ -72,16 +79,25 @@ class Container:
         )
 
     async def dispose(self) -> None:
+        await self.rate_limiter.aclose()
         await self.engine.dispose()
 
 
-def build_container(settings: Settings, *, clock: Clock | None = None) -> Container:
+def build_container(
+    settings: Settings, *, clock: Clock | None = None, mailer: Mailer | None = None
+) -> Container:
     engine = create_engine_from_settings(settings)
+    sessions = session_factory(engine)
+    clock = clock or SystemClock()
     container = Container(
         settings=settings,
         engine=engine,
-        sessions=session_factory(engine),
-        clock=clock or SystemClock(),
+        sessions=sessions,
+        clock=clock,
+        identity=build_identity_runtime(
+            settings, mailer=mailer or build_mailer(settings), clock=clock, sessions=sessions
+        ),
+        rate_limiter=build_rate_limiter(settings),
     )
     register_handlers(container.handlers)
     register_jobs(container.jobs, settings)

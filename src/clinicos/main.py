@@ -10,8 +10,11 @@ from fastapi import FastAPI
 
 from clinicos.bootstrap import Container, build_container
 from clinicos.config import Settings, load_settings
+from clinicos.identity.keyring import ensure_active_key
 from clinicos.platform.db.schema import SchemaStatus
 from clinicos.platform.http.middleware import install_middleware
+from clinicos.governance.routes import router as governance_router
+from clinicos.identity.routes import router as identity_router
 from clinicos.platform.http.ops_routes import router as ops_router
 from clinicos.platform.http.problems import install_problem_handlers
 from clinicos.platform.observability.logging import configure_logging, get_logger
@@ -19,6 +22,13 @@ from clinicos.platform.observability.metrics import SCHEMA_CURRENT
 from clinicos.platform.observability.tracing import configure_tracing
 
 log = get_logger("clinicos.app")
+
+
+async def ensure_signing_key(container: Container) -> None:
+    """First start of an installation: create the token-signing key before any sign-in."""
+    async with container.uow() as uow:
+        await ensure_active_key(uow.session, container.identity.signing_box, uow.clock.now())
+        await uow.commit()
 
 
 async def refresh_schema_state(container: Container) -> SchemaStatus:
@@ -59,6 +69,8 @@ def create_app(
         stop = asyncio.Event()
         worker_task = None
         # The worker's handlers may need this release's tables: it waits for a current schema.
+        if schema_status is SchemaStatus.current:
+            await ensure_signing_key(container)
         if in_process_worker and schema_status is SchemaStatus.current:
             worker_task = asyncio.create_task(container.worker().run_forever(stop))
         log.info("app_started", environment=settings.env.value, schema=schema_status.value)
@@ -84,6 +96,9 @@ def create_app(
         tracing=tracing,
         max_body_bytes=settings.http.max_body_bytes,
         schema_gate=container.schema,
+        hsts=settings.http.behind_tls,
     )
     app.include_router(ops_router)
+    app.include_router(identity_router)
+    app.include_router(governance_router)
     return app

@@ -17,9 +17,6 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.hashes import SHA256
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 ALGORITHM = "EdDSA"
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "org", "roles", "jti", "sid", "iat", "exp")
@@ -43,25 +40,13 @@ def new_signing_key(kid: str | None = None) -> SigningKey:
     )
 
 
-def _wrapping_key(secret: str) -> bytes:
-    # Private signing keys are stored encrypted under a key derived from CLINICOS_SECRET_KEY.
-    return HKDF(algorithm=SHA256(), length=32, salt=None, info=b"clinicos/signing-keys/v1").derive(
-        secret.encode("utf-8")
-    )
-
-
-def seal_private_key(key: Ed25519PrivateKey, *, kid: str, secret: str) -> str:
-    raw = key.private_bytes(
+def private_key_bytes(key: Ed25519PrivateKey) -> bytes:
+    return key.private_bytes(
         serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
     )
-    nonce = secrets.token_bytes(12)
-    sealed = AESGCM(_wrapping_key(secret)).encrypt(nonce, raw, kid.encode())
-    return base64.b64encode(nonce + sealed).decode("ascii")
 
 
-def open_private_key(sealed: str, *, kid: str, secret: str) -> Ed25519PrivateKey:
-    blob = base64.b64decode(sealed)
-    raw = AESGCM(_wrapping_key(secret)).decrypt(blob[:12], blob[12:], kid.encode())
+def private_key_from_bytes(raw: bytes) -> Ed25519PrivateKey:
     return Ed25519PrivateKey.from_private_bytes(raw)
 
 

@@ -46,14 +46,22 @@ class SqlUnitOfWork:
         if self._session is not None or self._committed:
             raise RuntimeError("a unit of work is used for exactly one use case")
         self._session = self._sessions()
-        if self.organization_id is not None and self._session.bind.dialect.name == "postgresql":
-            # Row-level security reads this; `true` = local to this transaction, so a pooled
-            # connection never carries one tenant's setting into another's request.
-            await self._session.execute(
-                text("SELECT set_config('app.organization_id', :org, true)"),
-                {"org": self.organization_id},
-            )
+        if self.organization_id is not None:
+            await self.scope_to(self.organization_id)
         return self
+
+    async def scope_to(self, organization_id: str | None) -> None:
+        """Point row-level security at one tenant (None: installation-level rows only) for the
+        rest of this transaction. For use cases that learn the tenant midway, e.g. sign-in."""
+        self.organization_id = organization_id
+        if self.session.bind.dialect.name != "postgresql":
+            return
+        # `true` = local to this transaction, so a pooled connection never carries one
+        # tenant's setting into another's request.
+        await self.session.execute(
+            text("SELECT set_config('app.organization_id', :org, true)"),
+            {"org": organization_id or ""},
+        )
 
     async def __aexit__(
         self,

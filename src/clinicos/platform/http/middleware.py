@@ -186,9 +186,56 @@ class SchemaGateMiddleware:
 
 
 def install_middleware(
-    app: Any, *, tracing: Tracing, max_body_bytes: int, schema_gate: SchemaGate
+    app: Any, *, tracing: Tracing, max_body_bytes: int, schema_gate: SchemaGate, hsts: bool
 ) -> None:
     # Starlette wraps in reverse order of addition: the last added is the outermost.
     app.add_middleware(SchemaGateMiddleware, gate=schema_gate)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)
+    app.add_middleware(SecurityHeadersMiddleware, hsts=hsts)
     app.add_middleware(RequestContextMiddleware, tracing=tracing)
+
+
+_API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+# FastAPI's interactive docs load their script and styles from a CDN.
+_DOCS_CSP = (
+    "default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: "
+    "https://fastapi.tiangolo.com; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+_DOCS_PATHS = frozenset({"/docs", "/redoc", "/docs/oauth2-redirect"})
+
+
+class SecurityHeadersMiddleware:
+    """Headers on every response. API responses may carry PHI or tokens, so none is cached."""
+
+    def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
+        self.app = app
+        self.hsts = hsts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        extra: list[tuple[bytes, bytes]] = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"x-frame-options", b"DENY"),
+            (b"cross-origin-opener-policy", b"same-origin"),
+            (b"content-security-policy", (_DOCS_CSP if path in _DOCS_PATHS else _API_CSP).encode()),
+        ]
+        if path.startswith("/api/") or path == "/metrics":
+            extra += [(b"cache-control", b"no-store"), (b"pragma", b"no-cache")]
+        if self.hsts:
+            # RFC 6797; only meaningful (and only sent) when clients reach us over TLS.
+            extra.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {k.lower() for k, _ in message.get("headers", [])}
+                headers = list(message.get("headers", []))
+                headers += [(k, v) for k, v in extra if k not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

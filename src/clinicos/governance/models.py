@@ -1,0 +1,61 @@
+"""Governance tables: the hash-chained audit trail and the head of each chain."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, CheckConstraint, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from clinicos.platform.db.base import Base, UTCDateTime
+
+
+class AuditEvent(Base):
+    """One security event or PHI access: ids and codes only, never PHI values.
+
+    Append-only: ``organization_id`` refers to identity's organization by id (no foreign key,
+    so governance does not depend on identity's tables and audit rows outlive what they name).
+    """
+
+    __tablename__ = "audit_event"
+    __table_args__ = (
+        UniqueConstraint("chain_key", "seq"),
+        # An organization's rows sit in its own chain; installation rows in "installation".
+        CheckConstraint(
+            "(organization_id IS NULL AND chain_key = 'installation') "
+            "OR chain_key = organization_id",
+            name="chain_key_matches_organization",
+        ),
+        CheckConstraint("seq >= 1", name="seq_positive"),
+        Index("ix_audit_event_organization_id_occurred_at", "organization_id", "occurred_at"),
+        Index("ix_audit_event_actor_id", "actor_id"),
+        Index("ix_audit_event_action", "action"),
+        Index("ix_audit_event_target_type_target_id", "target_type", "target_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    organization_id: Mapped[str | None] = mapped_column(String(36))
+    chain_key: Mapped[str] = mapped_column(String(36))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor_type: Mapped[str] = mapped_column(String(16))
+    actor_id: Mapped[str | None] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(100))
+    target_type: Mapped[str | None] = mapped_column(String(100))
+    target_id: Mapped[str | None] = mapped_column(String(200))
+    purpose: Mapped[str | None] = mapped_column(String(100))
+    outcome: Mapped[str] = mapped_column(String(16))
+    request_id: Mapped[str | None] = mapped_column(String(200))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditChainHead(Base):
+    """Where each chain ends: the append lock, and the witness that detects a cut-off tail."""
+
+    __tablename__ = "audit_chain_head"
+
+    chain_key: Mapped[str] = mapped_column(String(36), primary_key=True)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    last_hash: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,0 +1,104 @@
+"""MFA enrolment: start (secret + provisioning URI), confirm with a code (recovery codes shown
+once), disable with a code. Every change revokes the user's other sessions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import delete, update
+
+from clinicos.identity.errors import InvalidMfaCode
+from clinicos.identity.mfa import (
+    accepted_timestep,
+    new_recovery_codes,
+    new_totp_secret,
+    provisioning_uri,
+    recovery_code_hash,
+)
+from clinicos.identity.models import AuthSession, RecoveryCode
+from clinicos.identity.runtime import IdentityRuntime
+from clinicos.identity.services.audit import audit_by_actor
+from clinicos.identity.services.sessions import verify_second_factor
+from clinicos.identity.services.users import require_member
+from clinicos.kernel.actor import Actor
+from clinicos.kernel.errors import Conflict
+from clinicos.kernel.ids import new_id
+from clinicos.platform.db.uow import SqlUnitOfWork
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    secret: str
+    provisioning_uri: str
+
+
+async def begin_enrollment(
+    *, uow: SqlUnitOfWork, runtime: IdentityRuntime, actor: Actor
+) -> Enrollment:
+    user = await require_member(uow, organization_id=actor.organization_id, user_id=actor.user_id)
+    if user.mfa_enabled:
+        raise Conflict("MFA is already enabled; disable it first to enrol a new device",
+                       code="mfa_already_enabled")
+    secret = new_totp_secret()
+    user.mfa_pending_secret_sealed = runtime.totp_box.seal(secret.encode(), aad=user.id)
+    await audit_by_actor(uow, actor, action="mfa.enroll_start", target_type="user",
+                         target_id=user.id, purpose="security")
+    return Enrollment(
+        secret=secret,
+        provisioning_uri=provisioning_uri(secret, account=user.email, issuer=runtime.settings.jwt_issuer),
+    )
+
+
+async def confirm_enrollment(
+    *, uow: SqlUnitOfWork, runtime: IdentityRuntime, actor: Actor, code: str
+) -> list[str]:
+    """Turn MFA on; returns the recovery codes, which are never shown again."""
+    user = await require_member(uow, organization_id=actor.organization_id, user_id=actor.user_id)
+    if user.mfa_pending_secret_sealed is None:
+        raise Conflict("start MFA enrolment first", code="mfa_not_started")
+    secret = runtime.totp_box.open(user.mfa_pending_secret_sealed, aad=user.id).decode()
+    now = uow.clock.now()
+    step = accepted_timestep(secret, code.strip(), now=now, last_used=None)
+    if step is None:
+        raise InvalidMfaCode()
+    user.mfa_secret_sealed = user.mfa_pending_secret_sealed
+    user.mfa_pending_secret_sealed = None
+    user.mfa_enabled_at = now
+    user.mfa_last_timestep = step
+    codes = new_recovery_codes()
+    await uow.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    for code_text in codes:
+        uow.session.add(RecoveryCode(id=new_id(), user_id=user.id,
+                                     code_hash=recovery_code_hash(code_text), created_at=now))
+    await _revoke_other_sessions(uow, actor, reason="mfa_changed")
+    await audit_by_actor(uow, actor, action="mfa.enable", target_type="user", target_id=user.id,
+                         purpose="security")
+    return codes
+
+
+async def disable_mfa(
+    *, uow: SqlUnitOfWork, runtime: IdentityRuntime, actor: Actor, code: str
+) -> None:
+    user = await require_member(uow, organization_id=actor.organization_id, user_id=actor.user_id)
+    if not user.mfa_enabled or not await verify_second_factor(uow, runtime, user, code,
+                                                                uow.clock.now()):
+        raise InvalidMfaCode()
+    user.mfa_secret_sealed = None
+    user.mfa_enabled_at = None
+    user.mfa_last_timestep = None
+    await uow.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    await _revoke_other_sessions(uow, actor, reason="mfa_changed")
+    await audit_by_actor(uow, actor, action="mfa.disable", target_type="user", target_id=user.id,
+                         purpose="security")
+
+
+async def _revoke_other_sessions(uow: SqlUnitOfWork, actor: Actor, *, reason: str) -> None:
+    await uow.session.execute(
+        update(AuthSession)
+        .where(
+            AuthSession.user_id == actor.user_id,
+            AuthSession.id != actor.session_id,
+            AuthSession.revoked_at.is_(None),
+        )
+        .values(revoked_at=uow.clock.now(), revoked_reason=reason)
+    )

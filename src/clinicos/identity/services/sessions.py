@@ -1,0 +1,383 @@
+"""Sign-in use cases: password, MFA step, refresh rotation with reuse detection, logout, and
+turning an access token back into an Actor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+
+from clinicos.identity.errors import InvalidCredentials, InvalidMfaCode, InvalidToken, OrganizationRequired
+from clinicos.identity.events import AccountLocked
+from clinicos.identity.mfa import accepted_timestep, recovery_code_hash
+from clinicos.identity.models import (
+    USER_ACTIVE,
+    AuthSession,
+    Membership,
+    Organization,
+    RecoveryCode,
+    RefreshToken,
+    UserAccount,
+)
+from clinicos.identity.permissions import Role, permissions_for
+from clinicos.identity.runtime import IdentityRuntime
+from clinicos.identity.services.audit import audit_security
+from clinicos.identity.services.users import normalize_email, roles_in
+from clinicos.identity.tokens import TokenInvalid, new_opaque_token, token_hash
+from clinicos.kernel.actor import Actor
+from clinicos.kernel.errors import FieldError
+from clinicos.kernel.ids import new_id
+from clinicos.platform.db.uow import SqlUnitOfWork, UnitOfWorkFactory
+
+MFA_AUDIENCE_SUFFIX = ":mfa"
+ENROLL_SCOPE = "mfa_enroll"
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    organization: str  # slug
+    scope: str | None = None  # "mfa_enroll": may only enrol MFA before anything else
+
+
+@dataclass(frozen=True)
+class MfaChallenge:
+    mfa_token: str
+
+
+# -- sign-in --------------------------------------------------------------------------------------
+
+
+async def login(
+    *,
+    uows: UnitOfWorkFactory,
+    runtime: IdentityRuntime,
+    email: str,
+    password: str,
+    organization_slug: str | None,
+    request_id: str | None,
+) -> TokenPair | MfaChallenge:
+    try:
+        address = normalize_email(email)
+    except Exception:
+        address = None
+    async with uows() as uow:
+        user = None
+        if address is not None:
+            user = await uow.session.scalar(select(UserAccount).where(UserAccount.email == address))
+        now = uow.clock.now()
+        check = runtime.passwords.verify(user.password_hash if user else None, password)
+        if user is None or not _may_sign_in(user, now) or not check.ok:
+            await _record_failure(uow, runtime, user, now, request_id)
+            await uow.commit()
+            raise InvalidCredentials()
+        if check.new_hash:
+            user.password_hash = check.new_hash
+        user.failed_login_count = 0
+        user.locked_until = None
+        org, roles = await _choose_organization(uow, user, organization_slug)
+        if user.mfa_enabled:
+            token = await _mfa_token(runtime, user, org, roles, now)
+            await audit_security(uow, action="auth.login_password", outcome="success",
+                                 organization_id=org.id, user_id=user.id, request_id=request_id)
+            await uow.commit()
+            return MfaChallenge(mfa_token=token)
+        scope = ENROLL_SCOPE if _mfa_mandatory(org, roles) else None
+        pair = await _open_session(uow, runtime, user, org, roles, scope=scope)
+        await audit_security(uow, action="auth.login", outcome="success",
+                             organization_id=org.id, user_id=user.id, request_id=request_id)
+        await uow.commit()
+        return pair
+
+
+def _may_sign_in(user: UserAccount, now: datetime) -> bool:
+    if user.status != USER_ACTIVE:
+        return False
+    return user.locked_until is None or user.locked_until <= now
+
+
+async def _record_failure(
+    uow: SqlUnitOfWork,
+    runtime: IdentityRuntime,
+    user: UserAccount | None,
+    now: datetime,
+    request_id: str | None,
+) -> None:
+    if user is not None and user.status == USER_ACTIVE and not _locked(user, now):
+        user.failed_login_count += 1
+        if user.failed_login_count >= runtime.settings.lockout_threshold:
+            user.locked_until = now + timedelta(minutes=runtime.settings.lockout_minutes)
+            user.failed_login_count = 0
+            uow.record(AccountLocked(user_id=user.id))
+            await audit_security(uow, action="auth.account_locked", outcome="success",
+                                 organization_id=None, user_id=user.id, request_id=request_id)
+    await audit_security(uow, action="auth.login", outcome="failure", organization_id=None,
+                         user_id=user.id if user else None, request_id=request_id)
+
+
+def _locked(user: UserAccount, now: datetime) -> bool:
+    return user.locked_until is not None and user.locked_until > now
+
+
+async def _choose_organization(
+    uow: SqlUnitOfWork, user: UserAccount, slug: str | None
+) -> tuple[Organization, frozenset[str]]:
+    rows = (
+        await uow.session.execute(
+            select(Organization, Membership.role)
+            .join(Membership, Membership.organization_id == Organization.id)
+            .where(Membership.user_id == user.id)
+        )
+    ).all()
+    by_slug: dict[str, tuple[Organization, set[str]]] = {}
+    for org, role in rows:
+        by_slug.setdefault(org.slug, (org, set()))[1].add(role)
+    if slug is None and len(by_slug) == 1:
+        slug = next(iter(by_slug))
+    if slug is None or slug not in by_slug:
+        # Only reached after a correct password, so naming the user's own clinics leaks nothing.
+        raise OrganizationRequired(
+            "choose the organization to sign in to",
+            errors=[FieldError(("organization",), "one of " + ", ".join(sorted(by_slug)))],
+        )
+    org, roles = by_slug[slug]
+    return org, frozenset(roles)
+
+
+def _mfa_mandatory(org: Organization, roles: frozenset[str]) -> bool:
+    return Role.admin.value in roles and org.mfa_required_for_admin
+
+
+async def _mfa_token(
+    runtime: IdentityRuntime, user: UserAccount, org: Organization, roles: frozenset[str],
+    now: datetime,
+) -> str:
+    codec = await runtime.codec()
+    token, _ = codec.issue(
+        user_id=user.id, organization_id=org.id, roles=tuple(sorted(roles)), session_id="",
+        now=now, ttl=timedelta(seconds=runtime.settings.mfa_token_ttl_seconds),
+        audience=codec.audience + MFA_AUDIENCE_SUFFIX,
+    )
+    return token
+
+
+async def _open_session(
+    uow: SqlUnitOfWork,
+    runtime: IdentityRuntime,
+    user: UserAccount,
+    org: Organization,
+    roles: frozenset[str],
+    *,
+    scope: str | None = None,
+) -> TokenPair:
+    now = uow.clock.now()
+    session = AuthSession(
+        id=new_id(), user_id=user.id, organization_id=org.id, created_at=now,
+        expires_at=now + timedelta(seconds=runtime.settings.session_max_age_seconds),
+    )
+    uow.session.add(session)
+    await uow.session.flush()
+    return await _issue_pair(uow, runtime, session, user.id, org.slug, roles, scope=scope)
+
+
+async def _issue_pair(
+    uow: SqlUnitOfWork,
+    runtime: IdentityRuntime,
+    session: AuthSession,
+    user_id: str,
+    org_slug: str,
+    roles: frozenset[str],
+    *,
+    scope: str | None = None,
+) -> TokenPair:
+    now = uow.clock.now()
+    refresh = new_opaque_token()
+    uow.session.add(
+        RefreshToken(
+            id=new_id(), session_id=session.id, token_hash=token_hash(refresh), issued_at=now,
+            expires_at=min(
+                session.expires_at,
+                now + timedelta(seconds=runtime.settings.refresh_token_ttl_seconds),
+            ),
+        )
+    )
+    ttl = runtime.settings.access_token_ttl_seconds
+    codec = await runtime.codec()
+    access, _ = codec.issue(
+        user_id=user_id, organization_id=session.organization_id, roles=tuple(sorted(roles)),
+        session_id=session.id, now=now, ttl=timedelta(seconds=ttl),
+        extra={"scope": scope} if scope else None,
+    )
+    return TokenPair(access_token=access, refresh_token=refresh, expires_in=ttl,
+                     organization=org_slug, scope=scope)
+
+
+# -- MFA step ---------------------------------------------------------------------------------------
+
+
+async def complete_mfa(
+    *,
+    uows: UnitOfWorkFactory,
+    runtime: IdentityRuntime,
+    mfa_token: str,
+    code: str,
+    request_id: str | None,
+) -> TokenPair:
+    codec = await runtime.codec()
+    async with uows() as uow:
+        now = uow.clock.now()
+        try:
+            claims = codec.decode(mfa_token, now=now, audience=codec.audience + MFA_AUDIENCE_SUFFIX)
+        except TokenInvalid as exc:
+            raise InvalidToken("the sign-in step has expired; sign in again") from exc
+        user = await uow.session.get(UserAccount, str(claims["sub"]))
+        org = await uow.session.get(Organization, str(claims["org"]))
+        if user is None or org is None or not _may_sign_in(user, now) or not user.mfa_enabled:
+            raise InvalidToken("the sign-in step has expired; sign in again")
+        if not await verify_second_factor(uow, runtime, user, code, now):
+            await _record_failure(uow, runtime, user, now, request_id)
+            await uow.commit()
+            raise InvalidMfaCode()
+        user.failed_login_count = 0
+        roles = await roles_in(uow, user.id, org.id)
+        pair = await _open_session(uow, runtime, user, org, roles)
+        await audit_security(uow, action="auth.login", outcome="success",
+                             organization_id=org.id, user_id=user.id, request_id=request_id)
+        await uow.commit()
+        return pair
+
+
+async def verify_second_factor(
+    uow: SqlUnitOfWork, runtime: IdentityRuntime, user: UserAccount, code: str, now: datetime
+) -> bool:
+    """A TOTP code (each usable once) or an unused recovery code (spent on use)."""
+    code = code.strip()
+    if user.mfa_secret_sealed:
+        secret = runtime.totp_box.open(user.mfa_secret_sealed, aad=user.id).decode()
+        step = accepted_timestep(secret, code, now=now, last_used=user.mfa_last_timestep)
+        if step is not None:
+            user.mfa_last_timestep = step
+            return True
+    spent = await uow.session.execute(
+        update(RecoveryCode)
+        .where(
+            RecoveryCode.user_id == user.id,
+            RecoveryCode.code_hash == recovery_code_hash(code),
+            RecoveryCode.used_at.is_(None),
+        )
+        .values(used_at=now)
+    )
+    return bool(spent.rowcount)  # type: ignore[attr-defined]
+
+
+# -- refresh and logout ------------------------------------------------------------------------------
+
+
+async def refresh(
+    *, uows: UnitOfWorkFactory, runtime: IdentityRuntime, refresh_token: str, request_id: str | None
+) -> TokenPair:
+    async with uows() as uow:
+        now = uow.clock.now()
+        row = await uow.session.scalar(
+            select(RefreshToken).where(RefreshToken.token_hash == token_hash(refresh_token))
+        )
+        if row is None:
+            raise InvalidToken()
+        session = await uow.session.get(AuthSession, row.session_id)
+        assert session is not None
+        if row.used_at is not None:
+            # RFC 9700 §4.14.2: a refresh token presented twice means it leaked; end the family.
+            if session.revoked_at is None:
+                session.revoked_at = now
+                session.revoked_reason = "refresh_token_reuse"
+            await audit_security(uow, action="auth.refresh_reuse", outcome="denied",
+                                 organization_id=session.organization_id,
+                                 user_id=session.user_id, request_id=request_id,
+                                 target_type="session", target_id=session.id)
+            await uow.commit()
+            raise InvalidToken()
+        user = await uow.session.get(UserAccount, session.user_id)
+        org = await uow.session.get(Organization, session.organization_id)
+        if (
+            session.revoked_at is not None or session.expires_at <= now or row.expires_at <= now
+            or user is None or org is None or user.status != USER_ACTIVE
+        ):
+            raise InvalidToken()
+        row.used_at = now
+        roles = await roles_in(uow, user.id, org.id)
+        if not roles:
+            raise InvalidToken()
+        scope = ENROLL_SCOPE if _mfa_mandatory(org, roles) and not user.mfa_enabled else None
+        pair = await _issue_pair(uow, runtime, session, user.id, org.slug, roles, scope=scope)
+        await uow.commit()
+        return pair
+
+
+async def logout(*, uows: UnitOfWorkFactory, actor: Actor) -> None:
+    async with uows() as uow:
+        await uow.session.execute(
+            update(AuthSession)
+            .where(AuthSession.id == actor.session_id, AuthSession.revoked_at.is_(None))
+            .values(revoked_at=uow.clock.now(), revoked_reason="logout")
+        )
+        await audit_security(uow, action="auth.logout", outcome="success",
+                             organization_id=actor.organization_id, user_id=actor.user_id,
+                             request_id=actor.request_id, target_type="session",
+                             target_id=actor.session_id)
+        await uow.commit()
+
+
+# -- access tokens -> actors --------------------------------------------------------------------------
+
+
+async def authenticate(
+    *,
+    uows: UnitOfWorkFactory,
+    runtime: IdentityRuntime,
+    access_token: str,
+    request_id: str | None,
+) -> tuple[Actor, str | None]:
+    """The Actor behind a bearer token, and the token's restricted scope if it has one.
+
+    Beyond the signature, the session must still be open and the user active, so logout,
+    disabling and password changes take effect at once, not when the token expires."""
+    codec = await runtime.codec()
+    now = runtime.clock.now()
+    try:
+        claims = codec.verify_access(access_token, now=now)
+        scope = codec.decode(access_token, now=now).get("scope")
+    except TokenInvalid as exc:
+        raise InvalidToken() from exc
+    async with uows() as uow:
+        row = (
+            await uow.session.execute(
+                select(AuthSession, UserAccount)
+                .join(UserAccount, UserAccount.id == AuthSession.user_id)
+                .where(AuthSession.id == claims.session_id)
+            )
+        ).first()
+        if row is None:
+            raise InvalidToken()
+        session, user = row
+        if (
+            session.revoked_at is not None or session.expires_at <= now
+            or user.status != USER_ACTIVE or session.user_id != claims.user_id
+            or session.organization_id != claims.organization_id
+        ):
+            raise InvalidToken()
+        # Roles are read fresh, so a revoked role stops working before the token expires.
+        roles = await roles_in(uow, user.id, session.organization_id)
+    if not roles:
+        raise InvalidToken()
+    actor = Actor(
+        user_id=user.id,
+        organization_id=session.organization_id,
+        roles=roles,
+        permissions=frozenset(p.value for p in permissions_for(roles)),
+        session_id=session.id,
+        request_id=request_id,
+    )
+    return actor, str(scope) if scope else None
