@@ -15,9 +15,10 @@ $(STAMP): $(BIN)/uv pyproject.toml uv.lock
 	UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --frozen --quiet --python $(BIN)/python
 	@touch $(STAMP)
 
-## run: create the environment, migrate the embedded SQLite database, serve on 127.0.0.1:8000
+## run: create the environment, migrate the embedded SQLite database, seed the demo, serve
 run: $(STAMP)
-	$(BIN)/clinicos db upgrade
+	@$(BIN)/clinicos db upgrade
+	@$(BIN)/clinicos demo seed
 	@echo ""
 	@echo "clinicos is starting on http://127.0.0.1:8000  (health: /health, readiness: /ready, API docs: /docs)"
 	@echo ""

@@ -6,8 +6,9 @@ import asyncio
 import json
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
@@ -19,6 +20,11 @@ from clinicos.config import (
     production_problems,
 )
 
+if TYPE_CHECKING:
+    from clinicos.bootstrap import Container
+
+T = TypeVar("T")
+
 app = typer.Typer(help="clinicos operations", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="database schema and lifecycle", no_args_is_help=True)
 config_app = typer.Typer(help="configuration", no_args_is_help=True)
@@ -26,6 +32,14 @@ backup_app = typer.Typer(help="backups with checksummed manifests", no_args_is_h
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 app.add_typer(backup_app, name="backup")
+org_app = typer.Typer(help="organizations (clinics)", no_args_is_help=True)
+user_app = typer.Typer(help="users and their roles", no_args_is_help=True)
+keys_app = typer.Typer(help="token-signing keys", no_args_is_help=True)
+audit_app = typer.Typer(help="the audit trail", no_args_is_help=True)
+app.add_typer(org_app, name="org")
+app.add_typer(user_app, name="user")
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
 
 
 def _settings() -> Settings:
@@ -237,6 +251,250 @@ def backup_restore(
     except backup.BackupError as exc:
         raise _fail(str(exc)) from exc
     typer.echo("restored")
+
+
+# -- identity bootstrap ---------------------------------------------------------------------------
+
+
+def _run_use_case(use_case: Callable[[Container], Awaitable[T]]) -> T:
+    """Run one async use case against a container, turning domain errors into clean exits."""
+    from clinicos.bootstrap import build_container
+    from clinicos.kernel.errors import DomainError
+
+    settings = _settings()
+
+    async def _main() -> T:
+        container = build_container(settings)
+        try:
+            return await use_case(container)
+        finally:
+            await container.dispose()
+
+    try:
+        return asyncio.run(_main())
+    except DomainError as exc:
+        fields = "; ".join(f"{e.field}: {e.message}" for e in getattr(exc, "errors", ()))
+        raise _fail(f"{exc.detail}{' (' + fields + ')' if fields else ''}") from exc
+
+
+def _read_password(password_stdin: bool) -> str | None:
+    if not password_stdin:
+        return None
+    line = sys.stdin.readline().rstrip("\r\n")
+    if not line:
+        raise _fail("--password-stdin given but standard input was empty")
+    return line
+
+
+@org_app.command("create")
+def org_create(
+    slug: Annotated[str, typer.Option(help="short name used at sign-in, e.g. el-alto")],
+    name: Annotated[str, typer.Option(help="display name")],
+    country: Annotated[str, typer.Option(help="ISO 3166-1 alpha-2")] = "BO",
+    currency: Annotated[str, typer.Option(help="BOB, BRL or USD")] = "BOB",
+    locale: Annotated[str, typer.Option(help="es, pt or en")] = "es",
+    timezone: Annotated[str, typer.Option(help="IANA time zone")] = "America/La_Paz",
+    mfa_for_admins: Annotated[bool, typer.Option(help="require MFA of admins")] = True,
+) -> None:
+    """Create an organization (a clinic, a tenant)."""
+    from clinicos.identity.services.organizations import create_organization
+    from clinicos.kernel.actor import SystemActor
+
+    async def _create(c: Container) -> str:
+        async with c.uow() as uow:
+            org = await create_organization(
+                uow=uow,
+                actor=SystemActor("cli"),
+                slug=slug,
+                name=name,
+                country=country,
+                locale=locale,
+                currency=currency,
+                timezone=timezone,
+                mfa_required_for_admin=mfa_for_admins,
+            )
+            await uow.commit()
+            return org.id
+
+    typer.echo(f"created organization {slug} ({_run_use_case(_create)})")
+
+
+@user_app.command("create")
+def user_create(
+    org: Annotated[str, typer.Option(help="organization slug")],
+    email: Annotated[str, typer.Option(help="sign-in email")],
+    role: Annotated[list[str], typer.Option(help="role; repeat for several")],
+    name: Annotated[str | None, typer.Option(help="display name (default: the email)")] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="read the password from standard input")
+    ] = False,
+) -> None:
+    """Create a user with roles in an organization (an existing user gets the roles added)."""
+    from sqlalchemy import select
+
+    from clinicos.identity.models import UserAccount
+    from clinicos.identity.services.organizations import require_organization_by_slug
+    from clinicos.identity.services.users import create_user, grant_roles, normalize_email
+    from clinicos.kernel.actor import SystemActor
+
+    password = _read_password(password_stdin)
+
+    async def _create(c: Container) -> str:
+        async with c.uow() as uow:
+            organization = await require_organization_by_slug(uow, org)
+            exists = await uow.session.scalar(
+                select(UserAccount.id).where(UserAccount.email == normalize_email(email))
+            )
+            if exists and password is None:
+                await grant_roles(
+                    uow=uow,
+                    actor=SystemActor("cli"),
+                    organization_id=organization.id,
+                    email=email,
+                    roles=role,
+                )
+                verb = "granted roles to"
+            else:
+                await create_user(
+                    uow=uow,
+                    runtime=c.identity,
+                    actor=SystemActor("cli"),
+                    organization_id=organization.id,
+                    email=email,
+                    display_name=name or email,
+                    roles=role,
+                    password=password,
+                )
+                verb = "created"
+            await uow.commit()
+            return verb
+
+    verb = _run_use_case(_create)
+    typer.echo(f"{verb} user {email} in {org} with roles {', '.join(sorted(role))}")
+
+
+@user_app.command("unlock")
+def user_unlock(email: Annotated[str, typer.Option(help="sign-in email")]) -> None:
+    """Clear a sign-in lockout."""
+    from sqlalchemy import select
+
+    from clinicos.identity.models import UserAccount
+    from clinicos.identity.services.users import normalize_email, unlock_user
+    from clinicos.kernel.actor import SystemActor
+    from clinicos.kernel.errors import NotFound
+
+    async def _unlock(c: Container) -> None:
+        async with c.uow() as uow:
+            user = await uow.session.scalar(
+                select(UserAccount).where(UserAccount.email == normalize_email(email))
+            )
+            if user is None:
+                raise NotFound("no such user")
+            await unlock_user(uow=uow, actor=SystemActor("cli"), user=user)
+            await uow.commit()
+
+    _run_use_case(_unlock)
+    typer.echo(f"unlocked {email}")
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Start signing with a new key; the old one keeps verifying until its tokens expire."""
+    from clinicos.identity.keyring import rotate
+
+    async def _rotate(c: Container) -> str:
+        async with c.uow() as uow:
+            kid = await rotate(uow.session, c.identity.signing_box, uow.clock.now())
+            await uow.commit()
+            return kid
+
+    typer.echo(f"new signing key {_run_use_case(_rotate)} is active")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    org: Annotated[
+        str | None, typer.Option(help="organization slug (default: every chain)")
+    ] = None,
+) -> None:
+    """Re-hash audit chains and report the first broken row of each; exit 1 if one is broken."""
+    from sqlalchemy import select
+
+    from clinicos.governance import ChainReport, verify_audit_chain
+    from clinicos.identity.models import Organization
+    from clinicos.identity.services.organizations import require_organization_by_slug
+
+    async def _verify(c: Container) -> list[tuple[str, ChainReport]]:
+        async with c.uow() as uow:
+            if org is not None:
+                targets: list[tuple[str, str | None]] = [
+                    (org, (await require_organization_by_slug(uow, org)).id)
+                ]
+            else:
+                rows = (await uow.session.execute(select(Organization.slug, Organization.id))).all()
+                targets = [("(installation)", None), *[(s, i) for s, i in rows]]
+        results = []
+        for label, org_id in targets:
+            async with c.uow(org_id) as uow:
+                results.append((label, await verify_audit_chain(uow, organization_id=org_id)))
+        return results
+
+    broken = False
+    for label, r in _run_use_case(_verify):
+        if r.ok:
+            typer.echo(f"ok   {label}: {r.rows_checked} rows")
+        else:
+            broken = True
+            typer.echo(
+                f"FAIL {label}: first bad row seq={r.first_bad_seq} id={r.first_bad_id} "
+                f"({r.reason})"
+            )
+    if broken:
+        raise typer.Exit(1)
+
+
+demo_app = typer.Typer(help="the demo installation", no_args_is_help=True)
+app.add_typer(demo_app, name="demo")
+
+
+@demo_app.command("seed")
+def demo_seed() -> None:
+    """Seed two demo clinics with one user per role (once), and print how to sign in."""
+    import secrets
+
+    from clinicos.identity.services.demo import demo_logins, seed_demo
+
+    settings = _settings()
+    if settings.env.value == "production":
+        raise _fail("the demo seed never runs with CLINICOS_ENV=production")
+    given = settings.demo_password.get_secret_value() if settings.demo_password else None
+    password = given or secrets.token_urlsafe(12)
+
+    async def _seed(c: Container) -> object:
+        return await seed_demo(uows=c.uow, runtime=c.identity, password=password)
+
+    seeded = _run_use_case(_seed)
+    logins = demo_logins()
+    typer.echo("")
+    if seeded is None:
+        typer.echo(
+            "Demo data already present. Sign in with one of these (password as first printed,"
+        )
+        typer.echo("or CLINICOS_DEMO_PASSWORD if it was set):")
+    else:
+        source = "from CLINICOS_DEMO_PASSWORD" if given else "generated; shown only now"
+        typer.echo(f"Demo clinics seeded. Password for every demo user ({source}):")
+        typer.echo(f"    {password}")
+    typer.echo("")
+    for login in logins:
+        if login.organization == logins[0].organization:
+            typer.echo(f"    {login.email:<34} {login.role}")
+    typer.echo(f"    ... and the same roles at @{logins[-1].organization}.example.com")
+    typer.echo("")
+    typer.echo("Sign in:  curl -s -X POST http://127.0.0.1:8000/api/v1/auth/login \\")
+    typer.echo("            -H 'content-type: application/json' \\")
+    typer.echo(f'            -d \'{{"email": "{logins[1].email}", "password": "<password>"}}\'')
+    typer.echo("Admins must enrol MFA at first sign-in (POST /api/v1/auth/mfa/enroll).")
 
 
 def main() -> None:

@@ -40,7 +40,7 @@ class HttpSettings(BaseModel):
     behind_tls: bool = Field(
         default=False,
         description=(
-            "Set when a TLS-terminating proxy is in front: responses carry HSTS and uvicorn honours "
+            "Set behind a TLS-terminating proxy: responses carry HSTS and uvicorn honours "
             "X-Forwarded-Proto/-For from the addresses in FORWARDED_ALLOW_IPS (default: loopback)."
         ),
     )

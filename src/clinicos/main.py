@@ -10,11 +10,11 @@ from fastapi import FastAPI
 
 from clinicos.bootstrap import Container, build_container
 from clinicos.config import Settings, load_settings
+from clinicos.governance.routes import router as governance_router
 from clinicos.identity.keyring import ensure_active_key
+from clinicos.identity.routes import router as identity_router
 from clinicos.platform.db.schema import SchemaStatus
 from clinicos.platform.http.middleware import install_middleware
-from clinicos.governance.routes import router as governance_router
-from clinicos.identity.routes import router as identity_router
 from clinicos.platform.http.ops_routes import router as ops_router
 from clinicos.platform.http.problems import install_problem_handlers
 from clinicos.platform.observability.logging import configure_logging, get_logger

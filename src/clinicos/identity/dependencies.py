@@ -90,9 +90,7 @@ def require(
     Also spends one unit of the actor's rate budget (by method, or ``rate_category``)."""
 
     async def dependency(request: Request, response: Response) -> Actor:
-        actor = await _actor(
-            request, response, allow_enroll_scope=False, category=rate_category
-        )
+        actor = await _actor(request, response, allow_enroll_scope=False, category=rate_category)
         actor.require(permission.value)
         return actor
 

@@ -78,17 +78,21 @@ async def load_codec(
     # Retired keys verify only as long as a token signed just before retirement can live.
     grace = timedelta(seconds=settings.access_token_ttl_seconds + 60)
     rows = (
-        await session.execute(
-            select(SigningKeyRecord)
-            .where(
-                or_(
-                    SigningKeyRecord.status == KEY_ACTIVE,
-                    SigningKeyRecord.retired_at > now - grace,
+        (
+            await session.execute(
+                select(SigningKeyRecord)
+                .where(
+                    or_(
+                        SigningKeyRecord.status == KEY_ACTIVE,
+                        SigningKeyRecord.retired_at > now - grace,
+                    )
                 )
+                .order_by(SigningKeyRecord.created_at)
             )
-            .order_by(SigningKeyRecord.created_at)
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     keys: dict[str, SigningKey] = {}
     active_kid = None
     for row in rows:

@@ -24,7 +24,9 @@ def provisioning_uri(secret: str, *, account: str, issuer: str) -> str:
     return pyotp.TOTP(secret).provisioning_uri(name=account, issuer_name=issuer)
 
 
-def accepted_timestep(secret: str, code: str, *, now: datetime, last_used: int | None) -> int | None:
+def accepted_timestep(
+    secret: str, code: str, *, now: datetime, last_used: int | None
+) -> int | None:
     """The time step ``code`` belongs to, if valid and newer than the last one used."""
     if not (code.isdigit() and len(code) == 6):
         return None

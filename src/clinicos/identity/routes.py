@@ -29,7 +29,13 @@ from clinicos.identity.schemas import (
     UserList,
     UserRead,
 )
-from clinicos.identity.services import account_tokens, mfa_enrollment, organizations, sessions, users
+from clinicos.identity.services import (
+    account_tokens,
+    mfa_enrollment,
+    organizations,
+    sessions,
+    users,
+)
 from clinicos.kernel.actor import Actor
 from clinicos.platform.http.ratelimit import enforce
 
@@ -52,8 +58,11 @@ def _client_ip(request: Request) -> str:
 
 def _token_response(pair: sessions.TokenPair) -> TokenResponse:
     return TokenResponse(
-        access_token=pair.access_token, refresh_token=pair.refresh_token,
-        expires_in=pair.expires_in, organization=pair.organization, scope=pair.scope,
+        access_token=pair.access_token,
+        refresh_token=pair.refresh_token,
+        expires_in=pair.expires_in,
+        organization=pair.organization,
+        scope=pair.scope,
     )
 
 
@@ -70,47 +79,70 @@ async def login(
     # Per account and IP: one attacker can't lock everyone out from one address, nor guess fast.
     await enforce(request, response, "auth", f"{body.email.strip().lower()}|{_client_ip(request)}")
     result = await sessions.login(
-        uows=c.uow, runtime=c.identity, email=body.email, password=body.password,
-        organization_slug=body.organization, request_id=_request_id(request),
+        uows=c.uow,
+        runtime=c.identity,
+        email=body.email,
+        password=body.password,
+        organization_slug=body.organization,
+        request_id=_request_id(request),
     )
     if isinstance(result, sessions.MfaChallenge):
         return MfaRequiredResponse(mfa_token=result.mfa_token)
     return _token_response(result)
 
 
-@router.post("/auth/mfa", response_model=TokenResponse, dependencies=[Depends(public)],
-             summary="Complete sign-in with a TOTP or recovery code")
+@router.post(
+    "/auth/mfa",
+    response_model=TokenResponse,
+    dependencies=[Depends(public)],
+    summary="Complete sign-in with a TOTP or recovery code",
+)
 async def complete_mfa(body: MfaRequest, request: Request, response: Response) -> TokenResponse:
     c = _container(request)
     await enforce(request, response, "auth", f"mfa|{body.mfa_token[-24:]}|{_client_ip(request)}")
     pair = await sessions.complete_mfa(
-        uows=c.uow, runtime=c.identity, mfa_token=body.mfa_token, code=body.code,
+        uows=c.uow,
+        runtime=c.identity,
+        mfa_token=body.mfa_token,
+        code=body.code,
         request_id=_request_id(request),
     )
     return _token_response(pair)
 
 
-@router.post("/auth/refresh", response_model=TokenResponse, dependencies=[Depends(public)],
-             summary="Rotate the refresh token; a reused one revokes its whole session")
+@router.post(
+    "/auth/refresh",
+    response_model=TokenResponse,
+    dependencies=[Depends(public)],
+    summary="Rotate the refresh token; a reused one revokes its whole session",
+)
 async def refresh(body: RefreshRequest, request: Request, response: Response) -> TokenResponse:
     c = _container(request)
     await enforce(request, response, "auth", f"refresh|{_client_ip(request)}")
     pair = await sessions.refresh(
-        uows=c.uow, runtime=c.identity, refresh_token=body.refresh_token,
+        uows=c.uow,
+        runtime=c.identity,
+        refresh_token=body.refresh_token,
         request_id=_request_id(request),
     )
     return _token_response(pair)
 
 
-@router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT,
-             summary="End this session (its access and refresh tokens stop working)")
+@router.post(
+    "/auth/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="End this session (its access and refresh tokens stop working)",
+)
 async def logout(request: Request, actor: ActorDep) -> Response:
     await sessions.logout(uows=_container(request).uow, actor=actor)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/auth/mfa/enroll", response_model=MfaEnrollmentResponse,
-             summary="Start TOTP enrolment: a secret and its provisioning URI")
+@router.post(
+    "/auth/mfa/enroll",
+    response_model=MfaEnrollmentResponse,
+    summary="Start TOTP enrolment: a secret and its provisioning URI",
+)
 async def mfa_enroll(
     request: Request, actor: Annotated[Actor, Depends(enrolling)]
 ) -> MfaEnrollmentResponse:
@@ -123,8 +155,11 @@ async def mfa_enroll(
     )
 
 
-@router.post("/auth/mfa/confirm", response_model=RecoveryCodesResponse,
-             summary="Confirm enrolment with a code; returns one-time recovery codes")
+@router.post(
+    "/auth/mfa/confirm",
+    response_model=RecoveryCodesResponse,
+    summary="Confirm enrolment with a code; returns one-time recovery codes",
+)
 async def mfa_confirm(
     body: MfaCodeRequest, request: Request, actor: Annotated[Actor, Depends(enrolling)]
 ) -> RecoveryCodesResponse:
@@ -137,8 +172,11 @@ async def mfa_confirm(
     return RecoveryCodesResponse(recovery_codes=codes)
 
 
-@router.post("/auth/mfa/disable", status_code=status.HTTP_204_NO_CONTENT,
-             summary="Turn MFA off (needs a current code)")
+@router.post(
+    "/auth/mfa/disable",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Turn MFA off (needs a current code)",
+)
 async def mfa_disable(body: MfaCodeRequest, request: Request, actor: ActorDep) -> Response:
     c = _container(request)
     async with c.uow(actor.organization_id) as uow:
@@ -147,51 +185,74 @@ async def mfa_disable(body: MfaCodeRequest, request: Request, actor: ActorDep) -
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/auth/password", status_code=status.HTTP_204_NO_CONTENT,
-             summary="Change your password (ends every session)")
+@router.post(
+    "/auth/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Change your password (ends every session)",
+)
 async def change_password(
     body: PasswordChangeRequest, request: Request, actor: ActorDep
 ) -> Response:
     c = _container(request)
     async with c.uow(actor.organization_id) as uow:
         await users.change_password(
-            uow=uow, runtime=c.identity, actor=actor,
-            current_password=body.current_password, new_password=body.new_password,
+            uow=uow,
+            runtime=c.identity,
+            actor=actor,
+            current_password=body.current_password,
+            new_password=body.new_password,
         )
         await uow.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/auth/password-reset/request", response_model=AcceptedResponse,
-             status_code=status.HTTP_202_ACCEPTED, dependencies=[Depends(public)],
-             summary="Email a password-reset link (the answer is the same for unknown emails)")
+@router.post(
+    "/auth/password-reset/request",
+    response_model=AcceptedResponse,
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[Depends(public)],
+    summary="Email a password-reset link (the answer is the same for unknown emails)",
+)
 async def password_reset_request(
     body: PasswordResetRequest, request: Request, response: Response
 ) -> AcceptedResponse:
     c = _container(request)
-    await enforce(request, response, "auth", f"reset|{body.email.strip().lower()}|{_client_ip(request)}")
+    await enforce(
+        request, response, "auth", f"reset|{body.email.strip().lower()}|{_client_ip(request)}"
+    )
     await account_tokens.request_password_reset(
         uows=c.uow, runtime=c.identity, email=body.email, request_id=_request_id(request)
     )
     return AcceptedResponse()
 
 
-@router.post("/auth/password-reset/confirm", status_code=status.HTTP_204_NO_CONTENT,
-             dependencies=[Depends(public)], summary="Set a new password with a reset token")
+@router.post(
+    "/auth/password-reset/confirm",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[Depends(public)],
+    summary="Set a new password with a reset token",
+)
 async def password_reset_confirm(
     body: PasswordResetConfirm, request: Request, response: Response
 ) -> Response:
     c = _container(request)
     await enforce(request, response, "auth", f"reset-confirm|{_client_ip(request)}")
     await account_tokens.reset_password(
-        uows=c.uow, runtime=c.identity, token=body.token, new_password=body.new_password,
+        uows=c.uow,
+        runtime=c.identity,
+        token=body.token,
+        new_password=body.new_password,
         request_id=_request_id(request),
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/auth/email-verification/request", response_model=AcceptedResponse,
-             status_code=status.HTTP_202_ACCEPTED, summary="Email a verification link to yourself")
+@router.post(
+    "/auth/email-verification/request",
+    response_model=AcceptedResponse,
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Email a verification link to yourself",
+)
 async def email_verification_request(request: Request, actor: ActorDep) -> AcceptedResponse:
     c = _container(request)
     await account_tokens.request_email_verification(
@@ -200,8 +261,12 @@ async def email_verification_request(request: Request, actor: ActorDep) -> Accep
     return AcceptedResponse()
 
 
-@router.post("/auth/email-verification/confirm", status_code=status.HTTP_204_NO_CONTENT,
-             dependencies=[Depends(public)], summary="Confirm an email address with its token")
+@router.post(
+    "/auth/email-verification/confirm",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[Depends(public)],
+    summary="Confirm an email address with its token",
+)
 async def email_verification_confirm(body: TokenConfirm, request: Request) -> Response:
     await account_tokens.verify_email(
         uows=_container(request).uow, token=body.token, request_id=_request_id(request)
@@ -211,9 +276,14 @@ async def email_verification_confirm(body: TokenConfirm, request: Request) -> Re
 
 def _user_read(user: UserAccount, roles: list[str] | frozenset[str], now_locked: bool) -> UserRead:
     return UserRead(
-        id=user.id, email=user.email, display_name=user.display_name, status=user.status,
-        roles=sorted(roles), mfa_enabled=user.mfa_enabled,
-        email_verified=user.email_verified_at is not None, locked=now_locked,
+        id=user.id,
+        email=user.email,
+        display_name=user.display_name,
+        status=user.status,
+        roles=sorted(roles),
+        mfa_enabled=user.mfa_enabled,
+        email_verified=user.email_verified_at is not None,
+        locked=now_locked,
         created_at=user.created_at,
     )
 
@@ -226,8 +296,9 @@ def _is_locked(c, user: UserAccount) -> bool:  # type: ignore[no-untyped-def]
 async def me(request: Request, actor: ActorDep) -> MeRead:
     c = _container(request)
     async with c.uow(actor.organization_id) as uow:
-        user = await users.require_member(uow, organization_id=actor.organization_id,
-                                          user_id=actor.user_id)
+        user = await users.require_member(
+            uow, organization_id=actor.organization_id, user_id=actor.user_id
+        )
         org: Organization = await organizations.require_organization(uow, actor.organization_id)
     return MeRead(
         user=_user_read(user, actor.roles, _is_locked(c, user)),
@@ -258,28 +329,36 @@ async def list_users(
 
 @router.get("/users/{user_id}", response_model=UserRead)
 async def get_user(
-    user_id: str, request: Request,
+    user_id: str,
+    request: Request,
     actor: Annotated[Actor, Depends(require(Permission.user_read))],
 ) -> UserRead:
     c = _container(request)
     async with c.uow(actor.organization_id) as uow:
-        user = await users.require_member(uow, organization_id=actor.organization_id,
-                                          user_id=user_id)
+        user = await users.require_member(
+            uow, organization_id=actor.organization_id, user_id=user_id
+        )
         roles = await users.roles_in(uow, user.id, actor.organization_id)
     return _user_read(user, roles, _is_locked(c, user))
 
 
 @router.post("/users", response_model=UserRead, status_code=status.HTTP_201_CREATED)
 async def create_user(
-    body: UserCreate, request: Request,
+    body: UserCreate,
+    request: Request,
     actor: Annotated[Actor, Depends(require(Permission.user_manage))],
 ) -> UserRead:
     c = _container(request)
     async with c.uow(actor.organization_id) as uow:
         user = await users.create_user(
-            uow=uow, runtime=c.identity, actor=actor, organization_id=actor.organization_id,
-            email=body.email, display_name=body.display_name,
-            roles=[r.value for r in body.roles], password=body.password,
+            uow=uow,
+            runtime=c.identity,
+            actor=actor,
+            organization_id=actor.organization_id,
+            email=body.email,
+            display_name=body.display_name,
+            roles=[r.value for r in body.roles],
+            password=body.password,
         )
         await uow.commit()
     return _user_read(user, [r.value for r in body.roles], False)
@@ -287,7 +366,8 @@ async def create_user(
 
 @router.post("/users/{user_id}/disable", response_model=UserRead)
 async def disable_user(
-    user_id: str, request: Request,
+    user_id: str,
+    request: Request,
     actor: Annotated[Actor, Depends(require(Permission.user_manage))],
 ) -> UserRead:
     c = _container(request)
@@ -300,13 +380,15 @@ async def disable_user(
 
 @router.post("/users/{user_id}/unlock", response_model=UserRead)
 async def unlock_user(
-    user_id: str, request: Request,
+    user_id: str,
+    request: Request,
     actor: Annotated[Actor, Depends(require(Permission.user_manage))],
 ) -> UserRead:
     c = _container(request)
     async with c.uow(actor.organization_id) as uow:
-        user = await users.require_member(uow, organization_id=actor.organization_id,
-                                          user_id=user_id)
+        user = await users.require_member(
+            uow, organization_id=actor.organization_id, user_id=user_id
+        )
         await users.unlock_user(uow=uow, actor=actor, user=user)
         roles = await users.roles_in(uow, user.id, actor.organization_id)
         await uow.commit()

@@ -24,7 +24,7 @@ class LoginRequest(StrictModel):
 class TokenResponse(BaseModel):
     access_token: str
     refresh_token: str
-    token_type: Literal["bearer"] = "bearer"
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 (a token type, not a secret)
     expires_in: int
     organization: str
     scope: str | None = Field(

@@ -67,6 +67,7 @@ class AccessClaims:
     jti: str
     session_id: str
     expires_at: datetime
+    scope: str | None = None
 
 
 class TokenCodec:
@@ -160,6 +161,7 @@ class TokenCodec:
             jti=str(claims["jti"]),
             session_id=str(claims["sid"]),
             expires_at=datetime.fromtimestamp(claims["exp"], tz=UTC),
+            scope=str(claims["scope"]) if claims.get("scope") else None,
         )
 
 

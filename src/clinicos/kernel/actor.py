@@ -1,4 +1,4 @@
-"""Who is acting: the authenticated user in one organization, with the permissions of their roles."""
+"""Who is acting: the signed-in user in one organization, with the permissions of their roles."""
 
 from __future__ import annotations
 

@@ -22,9 +22,7 @@ class SecretBox:
     so one purpose's ciphertext never opens under another. ``aad`` binds a value to its row."""
 
     def __init__(self, installation_secret: str, purpose: str) -> None:
-        hkdf = HKDF(
-            algorithm=SHA256(), length=32, salt=None, info=b"clinicos/" + purpose.encode()
-        )
+        hkdf = HKDF(algorithm=SHA256(), length=32, salt=None, info=b"clinicos/" + purpose.encode())
         self._aead = AESGCM(hkdf.derive(installation_secret.encode("utf-8")))
 
     def seal(self, plaintext: bytes, *, aad: str) -> str:

@@ -37,15 +37,25 @@ async def begin_enrollment(
 ) -> Enrollment:
     user = await require_member(uow, organization_id=actor.organization_id, user_id=actor.user_id)
     if user.mfa_enabled:
-        raise Conflict("MFA is already enabled; disable it first to enrol a new device",
-                       code="mfa_already_enabled")
+        raise Conflict(
+            "MFA is already enabled; disable it first to enrol a new device",
+            code="mfa_already_enabled",
+        )
     secret = new_totp_secret()
     user.mfa_pending_secret_sealed = runtime.totp_box.seal(secret.encode(), aad=user.id)
-    await audit_by_actor(uow, actor, action="mfa.enroll_start", target_type="user",
-                         target_id=user.id, purpose="security")
+    await audit_by_actor(
+        uow,
+        actor,
+        action="mfa.enroll_start",
+        target_type="user",
+        target_id=user.id,
+        purpose="security",
+    )
     return Enrollment(
         secret=secret,
-        provisioning_uri=provisioning_uri(secret, account=user.email, issuer=runtime.settings.jwt_issuer),
+        provisioning_uri=provisioning_uri(
+            secret, account=user.email, issuer=runtime.settings.jwt_issuer
+        ),
     )
 
 
@@ -68,11 +78,18 @@ async def confirm_enrollment(
     codes = new_recovery_codes()
     await uow.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
     for code_text in codes:
-        uow.session.add(RecoveryCode(id=new_id(), user_id=user.id,
-                                     code_hash=recovery_code_hash(code_text), created_at=now))
+        uow.session.add(
+            RecoveryCode(
+                id=new_id(),
+                user_id=user.id,
+                code_hash=recovery_code_hash(code_text),
+                created_at=now,
+            )
+        )
     await _revoke_other_sessions(uow, actor, reason="mfa_changed")
-    await audit_by_actor(uow, actor, action="mfa.enable", target_type="user", target_id=user.id,
-                         purpose="security")
+    await audit_by_actor(
+        uow, actor, action="mfa.enable", target_type="user", target_id=user.id, purpose="security"
+    )
     return codes
 
 
@@ -80,16 +97,18 @@ async def disable_mfa(
     *, uow: SqlUnitOfWork, runtime: IdentityRuntime, actor: Actor, code: str
 ) -> None:
     user = await require_member(uow, organization_id=actor.organization_id, user_id=actor.user_id)
-    if not user.mfa_enabled or not await verify_second_factor(uow, runtime, user, code,
-                                                                uow.clock.now()):
+    if not user.mfa_enabled or not await verify_second_factor(
+        uow, runtime, user, code, uow.clock.now()
+    ):
         raise InvalidMfaCode()
     user.mfa_secret_sealed = None
     user.mfa_enabled_at = None
     user.mfa_last_timestep = None
     await uow.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
     await _revoke_other_sessions(uow, actor, reason="mfa_changed")
-    await audit_by_actor(uow, actor, action="mfa.disable", target_type="user", target_id=user.id,
-                         purpose="security")
+    await audit_by_actor(
+        uow, actor, action="mfa.disable", target_type="user", target_id=user.id, purpose="security"
+    )
 
 
 async def _revoke_other_sessions(uow: SqlUnitOfWork, actor: Actor, *, reason: str) -> None:

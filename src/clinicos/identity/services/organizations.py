@@ -77,8 +77,12 @@ async def create_organization(
     uow.session.add(org)
     await uow.session.flush()
     await audit_by_actor(
-        uow, actor, action="organization.create", target_type="organization",
-        target_id=org.id, organization_id=org.id,
+        uow,
+        actor,
+        action="organization.create",
+        target_type="organization",
+        target_id=org.id,
+        organization_id=org.id,
     )
     uow.record(OrganizationCreated(organization_id=org.id, slug=slug))
     return org

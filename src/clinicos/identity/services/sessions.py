@@ -8,7 +8,12 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 
-from clinicos.identity.errors import InvalidCredentials, InvalidMfaCode, InvalidToken, OrganizationRequired
+from clinicos.identity.errors import (
+    InvalidCredentials,
+    InvalidMfaCode,
+    InvalidToken,
+    OrganizationRequired,
+)
 from clinicos.identity.events import AccountLocked
 from clinicos.identity.mfa import accepted_timestep, recovery_code_hash
 from clinicos.identity.models import (
@@ -24,9 +29,9 @@ from clinicos.identity.permissions import Role, permissions_for
 from clinicos.identity.runtime import IdentityRuntime
 from clinicos.identity.services.audit import audit_security
 from clinicos.identity.services.users import normalize_email, roles_in
-from clinicos.identity.tokens import TokenInvalid, new_opaque_token, token_hash
+from clinicos.identity.tokens import TokenCodec, TokenInvalid, new_opaque_token, token_hash
 from clinicos.kernel.actor import Actor
-from clinicos.kernel.errors import FieldError
+from clinicos.kernel.errors import FieldError, ValidationFailed
 from clinicos.kernel.ids import new_id
 from clinicos.platform.db.uow import SqlUnitOfWork, UnitOfWorkFactory
 
@@ -48,7 +53,7 @@ class MfaChallenge:
     mfa_token: str
 
 
-# -- sign-in --------------------------------------------------------------------------------------
+# -- sign-in ----------
 
 
 async def login(
@@ -61,9 +66,12 @@ async def login(
     request_id: str | None,
 ) -> TokenPair | MfaChallenge:
     try:
-        address = normalize_email(email)
-    except Exception:
+        address: str | None = normalize_email(email)
+    except ValidationFailed:
         address = None
+    # Loaded before the unit of work opens: on SQLite a second connection inside it would
+    # wait for the write lock the unit of work holds.
+    codec = await runtime.codec()
     async with uows() as uow:
         user = None
         if address is not None:
@@ -80,15 +88,27 @@ async def login(
         user.locked_until = None
         org, roles = await _choose_organization(uow, user, organization_slug)
         if user.mfa_enabled:
-            token = await _mfa_token(runtime, user, org, roles, now)
-            await audit_security(uow, action="auth.login_password", outcome="success",
-                                 organization_id=org.id, user_id=user.id, request_id=request_id)
+            token = _mfa_token(codec, runtime, user, org, roles, now)
+            await audit_security(
+                uow,
+                action="auth.login_password",
+                outcome="success",
+                organization_id=org.id,
+                user_id=user.id,
+                request_id=request_id,
+            )
             await uow.commit()
             return MfaChallenge(mfa_token=token)
         scope = ENROLL_SCOPE if _mfa_mandatory(org, roles) else None
-        pair = await _open_session(uow, runtime, user, org, roles, scope=scope)
-        await audit_security(uow, action="auth.login", outcome="success",
-                             organization_id=org.id, user_id=user.id, request_id=request_id)
+        pair = await _open_session(uow, runtime, codec, user, org, roles, scope=scope)
+        await audit_security(
+            uow,
+            action="auth.login",
+            outcome="success",
+            organization_id=org.id,
+            user_id=user.id,
+            request_id=request_id,
+        )
         await uow.commit()
         return pair
 
@@ -112,10 +132,22 @@ async def _record_failure(
             user.locked_until = now + timedelta(minutes=runtime.settings.lockout_minutes)
             user.failed_login_count = 0
             uow.record(AccountLocked(user_id=user.id))
-            await audit_security(uow, action="auth.account_locked", outcome="success",
-                                 organization_id=None, user_id=user.id, request_id=request_id)
-    await audit_security(uow, action="auth.login", outcome="failure", organization_id=None,
-                         user_id=user.id if user else None, request_id=request_id)
+            await audit_security(
+                uow,
+                action="auth.account_locked",
+                outcome="success",
+                organization_id=None,
+                user_id=user.id,
+                request_id=request_id,
+            )
+    await audit_security(
+        uow,
+        action="auth.login",
+        outcome="failure",
+        organization_id=None,
+        user_id=user.id if user else None,
+        request_id=request_id,
+    )
 
 
 def _locked(user: UserAccount, now: datetime) -> bool:
@@ -151,14 +183,21 @@ def _mfa_mandatory(org: Organization, roles: frozenset[str]) -> bool:
     return Role.admin.value in roles and org.mfa_required_for_admin
 
 
-async def _mfa_token(
-    runtime: IdentityRuntime, user: UserAccount, org: Organization, roles: frozenset[str],
+def _mfa_token(
+    codec: TokenCodec,
+    runtime: IdentityRuntime,
+    user: UserAccount,
+    org: Organization,
+    roles: frozenset[str],
     now: datetime,
 ) -> str:
-    codec = await runtime.codec()
     token, _ = codec.issue(
-        user_id=user.id, organization_id=org.id, roles=tuple(sorted(roles)), session_id="",
-        now=now, ttl=timedelta(seconds=runtime.settings.mfa_token_ttl_seconds),
+        user_id=user.id,
+        organization_id=org.id,
+        roles=tuple(sorted(roles)),
+        session_id="",
+        now=now,
+        ttl=timedelta(seconds=runtime.settings.mfa_token_ttl_seconds),
         audience=codec.audience + MFA_AUDIENCE_SUFFIX,
     )
     return token
@@ -167,6 +206,7 @@ async def _mfa_token(
 async def _open_session(
     uow: SqlUnitOfWork,
     runtime: IdentityRuntime,
+    codec: TokenCodec,
     user: UserAccount,
     org: Organization,
     roles: frozenset[str],
@@ -175,17 +215,21 @@ async def _open_session(
 ) -> TokenPair:
     now = uow.clock.now()
     session = AuthSession(
-        id=new_id(), user_id=user.id, organization_id=org.id, created_at=now,
+        id=new_id(),
+        user_id=user.id,
+        organization_id=org.id,
+        created_at=now,
         expires_at=now + timedelta(seconds=runtime.settings.session_max_age_seconds),
     )
     uow.session.add(session)
     await uow.session.flush()
-    return await _issue_pair(uow, runtime, session, user.id, org.slug, roles, scope=scope)
+    return _issue_pair(uow, runtime, codec, session, user.id, org.slug, roles, scope=scope)
 
 
-async def _issue_pair(
+def _issue_pair(
     uow: SqlUnitOfWork,
     runtime: IdentityRuntime,
+    codec: TokenCodec,
     session: AuthSession,
     user_id: str,
     org_slug: str,
@@ -197,7 +241,10 @@ async def _issue_pair(
     refresh = new_opaque_token()
     uow.session.add(
         RefreshToken(
-            id=new_id(), session_id=session.id, token_hash=token_hash(refresh), issued_at=now,
+            id=new_id(),
+            session_id=session.id,
+            token_hash=token_hash(refresh),
+            issued_at=now,
             expires_at=min(
                 session.expires_at,
                 now + timedelta(seconds=runtime.settings.refresh_token_ttl_seconds),
@@ -205,17 +252,25 @@ async def _issue_pair(
         )
     )
     ttl = runtime.settings.access_token_ttl_seconds
-    codec = await runtime.codec()
     access, _ = codec.issue(
-        user_id=user_id, organization_id=session.organization_id, roles=tuple(sorted(roles)),
-        session_id=session.id, now=now, ttl=timedelta(seconds=ttl),
+        user_id=user_id,
+        organization_id=session.organization_id,
+        roles=tuple(sorted(roles)),
+        session_id=session.id,
+        now=now,
+        ttl=timedelta(seconds=ttl),
         extra={"scope": scope} if scope else None,
     )
-    return TokenPair(access_token=access, refresh_token=refresh, expires_in=ttl,
-                     organization=org_slug, scope=scope)
+    return TokenPair(
+        access_token=access,
+        refresh_token=refresh,
+        expires_in=ttl,
+        organization=org_slug,
+        scope=scope,
+    )
 
 
-# -- MFA step ---------------------------------------------------------------------------------------
+# -- MFA step ----------
 
 
 async def complete_mfa(
@@ -243,9 +298,15 @@ async def complete_mfa(
             raise InvalidMfaCode()
         user.failed_login_count = 0
         roles = await roles_in(uow, user.id, org.id)
-        pair = await _open_session(uow, runtime, user, org, roles)
-        await audit_security(uow, action="auth.login", outcome="success",
-                             organization_id=org.id, user_id=user.id, request_id=request_id)
+        pair = await _open_session(uow, runtime, codec, user, org, roles)
+        await audit_security(
+            uow,
+            action="auth.login",
+            outcome="success",
+            organization_id=org.id,
+            user_id=user.id,
+            request_id=request_id,
+        )
         await uow.commit()
         return pair
 
@@ -273,12 +334,13 @@ async def verify_second_factor(
     return bool(spent.rowcount)  # type: ignore[attr-defined]
 
 
-# -- refresh and logout ------------------------------------------------------------------------------
+# -- refresh and logout ----------
 
 
 async def refresh(
     *, uows: UnitOfWorkFactory, runtime: IdentityRuntime, refresh_token: str, request_id: str | None
 ) -> TokenPair:
+    codec = await runtime.codec()
     async with uows() as uow:
         now = uow.clock.now()
         row = await uow.session.scalar(
@@ -293,17 +355,27 @@ async def refresh(
             if session.revoked_at is None:
                 session.revoked_at = now
                 session.revoked_reason = "refresh_token_reuse"
-            await audit_security(uow, action="auth.refresh_reuse", outcome="denied",
-                                 organization_id=session.organization_id,
-                                 user_id=session.user_id, request_id=request_id,
-                                 target_type="session", target_id=session.id)
+            await audit_security(
+                uow,
+                action="auth.refresh_reuse",
+                outcome="denied",
+                organization_id=session.organization_id,
+                user_id=session.user_id,
+                request_id=request_id,
+                target_type="session",
+                target_id=session.id,
+            )
             await uow.commit()
             raise InvalidToken()
         user = await uow.session.get(UserAccount, session.user_id)
         org = await uow.session.get(Organization, session.organization_id)
         if (
-            session.revoked_at is not None or session.expires_at <= now or row.expires_at <= now
-            or user is None or org is None or user.status != USER_ACTIVE
+            session.revoked_at is not None
+            or session.expires_at <= now
+            or row.expires_at <= now
+            or user is None
+            or org is None
+            or user.status != USER_ACTIVE
         ):
             raise InvalidToken()
         row.used_at = now
@@ -311,7 +383,7 @@ async def refresh(
         if not roles:
             raise InvalidToken()
         scope = ENROLL_SCOPE if _mfa_mandatory(org, roles) and not user.mfa_enabled else None
-        pair = await _issue_pair(uow, runtime, session, user.id, org.slug, roles, scope=scope)
+        pair = _issue_pair(uow, runtime, codec, session, user.id, org.slug, roles, scope=scope)
         await uow.commit()
         return pair
 
@@ -323,14 +395,20 @@ async def logout(*, uows: UnitOfWorkFactory, actor: Actor) -> None:
             .where(AuthSession.id == actor.session_id, AuthSession.revoked_at.is_(None))
             .values(revoked_at=uow.clock.now(), revoked_reason="logout")
         )
-        await audit_security(uow, action="auth.logout", outcome="success",
-                             organization_id=actor.organization_id, user_id=actor.user_id,
-                             request_id=actor.request_id, target_type="session",
-                             target_id=actor.session_id)
+        await audit_security(
+            uow,
+            action="auth.logout",
+            outcome="success",
+            organization_id=actor.organization_id,
+            user_id=actor.user_id,
+            request_id=actor.request_id,
+            target_type="session",
+            target_id=actor.session_id,
+        )
         await uow.commit()
 
 
-# -- access tokens -> actors --------------------------------------------------------------------------
+# -- access tokens -> actors ----------
 
 
 async def authenticate(
@@ -348,7 +426,6 @@ async def authenticate(
     now = runtime.clock.now()
     try:
         claims = codec.verify_access(access_token, now=now)
-        scope = codec.decode(access_token, now=now).get("scope")
     except TokenInvalid as exc:
         raise InvalidToken() from exc
     async with uows() as uow:
@@ -363,8 +440,10 @@ async def authenticate(
             raise InvalidToken()
         session, user = row
         if (
-            session.revoked_at is not None or session.expires_at <= now
-            or user.status != USER_ACTIVE or session.user_id != claims.user_id
+            session.revoked_at is not None
+            or session.expires_at <= now
+            or user.status != USER_ACTIVE
+            or session.user_id != claims.user_id
             or session.organization_id != claims.organization_id
         ):
             raise InvalidToken()
@@ -380,4 +459,4 @@ async def authenticate(
         session_id=session.id,
         request_id=request_id,
     )
-    return actor, str(scope) if scope else None
+    return actor, claims.scope

@@ -95,11 +95,17 @@ async def create_user(
     await uow.session.flush()
     await _add_memberships(uow, user.id, organization_id, role_list)
     await audit_by_actor(
-        uow, actor, action="user.create", target_type="user", target_id=user.id,
+        uow,
+        actor,
+        action="user.create",
+        target_type="user",
+        target_id=user.id,
         organization_id=organization_id,
     )
     uow.record(
-        UserCreated(organization_id=organization_id, user_id=user.id, roles=[r.value for r in role_list])
+        UserCreated(
+            organization_id=organization_id, user_id=user.id, roles=[r.value for r in role_list]
+        )
     )
     return user
 
@@ -120,7 +126,11 @@ async def grant_roles(
         raise NotFound("no such user")
     await _add_memberships(uow, user.id, organization_id, parse_roles(roles))
     await audit_by_actor(
-        uow, actor, action="user.grant_roles", target_type="user", target_id=user.id,
+        uow,
+        actor,
+        action="user.grant_roles",
+        target_type="user",
+        target_id=user.id,
         organization_id=organization_id,
     )
     return user
@@ -143,8 +153,11 @@ async def _add_memberships(
         if role.value not in held:
             uow.session.add(
                 Membership(
-                    id=new_id(), user_id=user_id, organization_id=organization_id,
-                    role=role.value, created_at=now,
+                    id=new_id(),
+                    user_id=user_id,
+                    organization_id=organization_id,
+                    role=role.value,
+                    created_at=now,
                 )
             )
     await uow.session.flush()
@@ -230,7 +243,11 @@ async def change_password(
     set_password(uow, runtime, user, new_password)
     await revoke_all_sessions(uow, user.id, reason="password_changed")
     await audit_by_actor(
-        uow, actor, action="user.change_password", target_type="user", target_id=user.id,
+        uow,
+        actor,
+        action="user.change_password",
+        target_type="user",
+        target_id=user.id,
         purpose="security",
     )
 

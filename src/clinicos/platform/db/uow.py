@@ -54,7 +54,7 @@ class SqlUnitOfWork:
         """Point row-level security at one tenant (None: installation-level rows only) for the
         rest of this transaction. For use cases that learn the tenant midway, e.g. sign-in."""
         self.organization_id = organization_id
-        if self.session.bind.dialect.name != "postgresql":
+        if self.session.get_bind().dialect.name != "postgresql":
             return
         # `true` = local to this transaction, so a pooled connection never carries one
         # tenant's setting into another's request.
@@ -69,13 +69,10 @@ class SqlUnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        session = self.session
-        try:
-            if not self._committed:
-                await session.rollback()
-                self._events.clear()
-        finally:
-            await session.close()
+        # close() rolls back an uncommitted transaction and detaches the objects *without*
+        # expiring them, so what a read-only use case loaded stays readable after the block.
+        self._events.clear()
+        await self.session.close()
 
     def record(self, event: DomainEvent) -> None:
         if self._committed:
