@@ -50,9 +50,13 @@ async def record_audit(
     records, or neither does. Values must be ids and codes; anything else is refused.
     """
     organization_identifier(organization_id)
-    if uow.organization_id is not None and uow.organization_id != organization_id:
-        # Row-level security would refuse this on PostgreSQL; refuse it on SQLite as well.
-        raise ValueError("record_audit's organization differs from the unit of work's scope")
+    if uow.organization_id != organization_id:
+        # Row-level security refuses this on PostgreSQL; refuse it on SQLite too, so a missing
+        # `uow(organization_id)` / `uow.scope_to(...)` fails in every test, not in production.
+        raise ValueError(
+            "record_audit's organization differs from the unit of work's scope; open it with "
+            "container.uow(organization_id) or call uow.scope_to(organization_id) first"
+        )
     row: dict[str, Any] = {
         "organization_id": organization_id,
         "actor_type": require_member("actor_type", actor_type, ACTOR_TYPES),
