@@ -36,8 +36,16 @@ def create_engine_for_url(url: str, settings: Settings, *, as_owner: bool = Fals
         path = make_url(url).database
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # Every SQLite transaction takes the write lock (BEGIN IMMEDIATE below), so only one
+        # connection can work at a time anyway. One pooled connection turns SQLite's unfair
+        # busy-retry scramble into a first-come, first-served queue at the pool.
         engine = create_async_engine(
-            url, **common, connect_args={"timeout": db.pool_timeout_seconds}
+            url,
+            **common,
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=db.pool_timeout_seconds,
+            connect_args={"timeout": db.pool_timeout_seconds},
         )
         _install_sqlite_pragmas(engine, busy_timeout_ms=int(db.pool_timeout_seconds * 1000))
         return engine

@@ -179,7 +179,21 @@ def _is_connection_problem(exc: DBAPIError) -> bool:
     return isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated
 
 
+def _is_contention(exc: DBAPIError) -> bool:
+    """Lock waits that ran out, deadlocks, serialization failures: retryable, not an outage."""
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate.startswith("40"):  # PostgreSQL class 40
+        return True
+    text = str(exc.orig).lower() if exc.orig is not None else ""
+    return type(exc.orig).__module__ == "sqlite3" and ("locked" in text or "busy" in text)
+
+
 async def _dbapi_error_response(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, DBAPIError) and _is_contention(exc):
+        log.warning("database_busy", exc_info=exc)
+        return domain_error_response(
+            request, ServiceUnavailable("the database is busy; retry shortly", code="database_busy")
+        )
     if isinstance(exc, DBAPIError) and _is_connection_problem(exc):
         return _database_unavailable_response(request, exc)
     raise exc
