@@ -34,7 +34,13 @@ from clinicos.platform.backup import (
     verify_backup,
 )
 from clinicos.platform.db.engine import create_engine_from_settings
-from clinicos.platform.db.lifecycle import current_state, drop_everything, upgrade_and_mark
+from clinicos.platform.db.lifecycle import (
+    current_state,
+    drop_everything,
+    mark_production,
+    read_marker,
+    upgrade_and_mark,
+)
 from clinicos.platform.db.models import JobSchedule, OutboxMessage
 from clinicos.platform.db.schema import head_revisions
 from tests.conftest import create_pg_database, drop_pg_database, make_settings, services_unavailable
@@ -303,6 +309,23 @@ def test_restore_backup_when_target_has_rows_with_force_replaces_them(
     assert stored_event_ids(target) == source_ids
     assert table_counts(target) == result.manifest["row_counts"]
     assert current_state(target).is_current
+
+
+def test_restore_backup_onto_production_marked_target_keeps_production_marker(
+    new_database: NewDatabase, tmp_path: Path
+) -> None:
+    source = new_database()  # marked "test"
+    insert_rows(source, 1)
+    result = create_backup(source, tmp_path / "backups")
+    target = new_database()
+    mark_production(target)
+    insert_rows(target, 1)
+
+    restore_backup(target, result.path, force=True)
+
+    # The backup's own marker came back with its rows; reset safety must not be lost by that.
+    assert read_marker(target) == "production"
+    assert stored_event_ids(target) == stored_event_ids(source)
 
 
 # -- damaged backups ----------------------------------------------------------------------------

@@ -8,9 +8,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from clinicos.config import Settings
+from clinicos.config import Environment, Settings
 from clinicos.kernel.clock import utc_now
 from clinicos.platform.backup import postgres, sqlite
+from clinicos.platform.db.lifecycle import mark_production, read_marker
 from clinicos.platform.backup.manifest import (
     DUMP_NAMES,
     BackupError,
@@ -178,6 +179,9 @@ def _restore(settings: Settings, path: Path, *, force: bool) -> None:
             f"the backup is of a {manifest['engine']} database but the configured one is {engine}"
         )
     _refuse_unless_empty(settings, force=force)
+    # The restored rows bring the *backup's* environment marker; a production target must not
+    # come out of a restore marked development (that would let `db reset` through).
+    was_production = read_marker(settings) == Environment.production.value
     dump = dump_path_of(path, manifest)
     url = settings.effective_database_url
     if engine == "sqlite":
@@ -187,3 +191,5 @@ def _restore(settings: Settings, path: Path, *, force: bool) -> None:
     diffs = count_differences(manifest["row_counts"], counts)
     if diffs:
         raise BackupError(f"restored row counts differ from the manifest: {'; '.join(diffs)}")
+    if was_production or settings.env is Environment.production:
+        mark_production(settings)

@@ -35,6 +35,32 @@ def upgrade_and_mark(settings: Settings, revision: str = "head") -> str:
     return asyncio.run(_mark())
 
 
+def read_marker(settings: Settings) -> str | None:
+    """The database's environment marker, or None (no marker table, no row, no database)."""
+
+    async def _read() -> str | None:
+        engine = create_owner_engine(settings)
+        try:
+            return await read_environment_marker(engine)
+        except Exception:  # not migrated, or not reachable: no marker to speak of
+            return None
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(_read())
+
+
+def mark_production(settings: Settings) -> None:
+    async def _mark() -> None:
+        engine = create_owner_engine(settings)
+        try:
+            await ensure_environment_marker(engine, Environment.production.value)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(_mark())
+
+
 def current_state(settings: Settings) -> SchemaState:
     async def _state() -> SchemaState:
         engine = create_owner_engine(settings)
@@ -58,16 +84,7 @@ def check_reset_allowed(settings: Settings) -> str:
     if settings.env is Environment.production:
         raise ResetRefused("CLINICOS_ENV=production: reset is never allowed")
 
-    async def _marker() -> str | None:
-        engine = create_owner_engine(settings)
-        try:
-            return await read_environment_marker(engine)
-        except Exception:  # no marker table: a database we did not migrate, or not ours at all
-            return None
-        finally:
-            await engine.dispose()
-
-    marker = asyncio.run(_marker())
+    marker = read_marker(settings)
     if marker is None:
         raise ResetRefused(
             "no _environment_marker row: refusing to reset a database that does not say it is "
