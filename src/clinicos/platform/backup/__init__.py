@@ -11,7 +11,6 @@ from typing import Any
 from clinicos.config import Environment, Settings
 from clinicos.kernel.clock import utc_now
 from clinicos.platform.backup import postgres, sqlite
-from clinicos.platform.db.lifecycle import mark_production, read_marker
 from clinicos.platform.backup.manifest import (
     DUMP_NAMES,
     BackupError,
@@ -27,6 +26,7 @@ from clinicos.platform.backup.manifest import (
     read_manifest,
     write_manifest,
 )
+from clinicos.platform.db.lifecycle import mark_production, read_marker
 
 __all__ = [
     "BackupError",
