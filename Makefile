@@ -32,6 +32,7 @@ test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow"
 
 lint: $(STAMP)
+	$(BIN)/uv lock --check
 	$(BIN)/ruff check src tests migrations
 	$(BIN)/ruff format --check src tests migrations
 	$(BIN)/mypy

@@ -12,6 +12,7 @@ from fastapi import Request, Response
 
 from clinicos.identity.errors import InvalidToken
 from clinicos.identity.permissions import Permission
+from clinicos.identity.services.audit import audit_by_actor
 from clinicos.identity.services.sessions import ENROLL_SCOPE, authenticate
 from clinicos.kernel.actor import Actor
 from clinicos.kernel.errors import PermissionDenied
@@ -56,6 +57,21 @@ async def _actor(
     return actor
 
 
+async def _audit_denied(request: Request, actor: Actor, permission: Permission) -> None:
+    """A refused permission is a security event: it goes on the audit trail."""
+    async with request.app.state.container.uow(actor.organization_id) as uow:
+        await audit_by_actor(
+            uow,
+            actor,
+            action="access.denied",
+            target_type="permission",
+            target_id=permission.value,
+            outcome="denied",
+            purpose="security",
+        )
+        await uow.commit()
+
+
 def _mark(func: Callable[..., Awaitable[Any]], permission: str) -> Callable[..., Awaitable[Any]]:
     setattr(func, PERMISSION_ATTR, permission)
     return func
@@ -91,6 +107,8 @@ def require(
 
     async def dependency(request: Request, response: Response) -> Actor:
         actor = await _actor(request, response, allow_enroll_scope=False, category=rate_category)
+        if not actor.can(permission.value):
+            await _audit_denied(request, actor, permission)
         actor.require(permission.value)
         return actor
 
