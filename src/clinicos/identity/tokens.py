@@ -143,9 +143,11 @@ class TokenCodec:
         except jwt.PyJWTError as exc:
             raise TokenInvalid(type(exc).__name__) from exc
         moment = int(now.timestamp())
-        if not isinstance(claims["exp"], int) or claims["exp"] <= moment:
+        exp = claims["exp"]
+        if isinstance(exp, bool) or not isinstance(exp, int) or exp <= moment:
             raise TokenInvalid("expired")
-        if int(claims.get("nbf", 0)) > moment:
+        nbf = claims.get("nbf", 0)
+        if isinstance(nbf, bool) or not isinstance(nbf, int) or nbf > moment:
             raise TokenInvalid("not yet valid")
         return claims
 

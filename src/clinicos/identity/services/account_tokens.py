@@ -114,9 +114,9 @@ async def request_password_reset(
 async def _consume(uow: SqlUnitOfWork, token: str, purpose: str) -> UserAccount:
     now = uow.clock.now()
     row = await uow.session.scalar(
-        select(AccountToken).where(
-            AccountToken.token_hash == token_hash(token), AccountToken.purpose == purpose
-        )
+        select(AccountToken)
+        .where(AccountToken.token_hash == token_hash(token), AccountToken.purpose == purpose)
+        .with_for_update()  # single use: a concurrent second use waits, then sees used_at
     )
     if row is None or row.used_at is not None or row.expires_at <= now:
         raise InvalidToken("the link is invalid, expired or already used")

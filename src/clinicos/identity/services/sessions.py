@@ -315,6 +315,11 @@ async def verify_second_factor(
     uow: SqlUnitOfWork, runtime: IdentityRuntime, user: UserAccount, code: str, now: datetime
 ) -> bool:
     """A TOTP code (each usable once) or an unused recovery code (spent on use)."""
+    # Lock the user's row and re-read it, so two requests carrying the same code at the same
+    # moment are checked one after the other and only the first can pass.
+    await uow.session.refresh(
+        user, attribute_names=["mfa_secret_sealed", "mfa_last_timestep"], with_for_update=True
+    )
     code = code.strip()
     if user.mfa_secret_sealed:
         secret = runtime.totp_box.open(user.mfa_secret_sealed, aad=user.id).decode()
@@ -344,7 +349,10 @@ async def refresh(
     async with uows() as uow:
         now = uow.clock.now()
         row = await uow.session.scalar(
-            select(RefreshToken).where(RefreshToken.token_hash == token_hash(refresh_token))
+            # Row lock: a concurrent second use waits, then sees used_at and counts as reuse.
+            select(RefreshToken)
+            .where(RefreshToken.token_hash == token_hash(refresh_token))
+            .with_for_update()
         )
         if row is None:
             raise InvalidToken()

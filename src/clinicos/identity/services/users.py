@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from clinicos.identity.errors import AlreadyExists
 from clinicos.identity.events import UserCreated, UserDisabled
@@ -211,10 +211,35 @@ async def revoke_all_sessions(uow: SqlUnitOfWork, user_id: str, *, reason: str) 
 
 
 async def disable_user(*, uow: SqlUnitOfWork, actor: Actor, user_id: str) -> UserAccount:
+    """Disable the account, or, when the user also works at other organizations, only remove
+    them from this one: one clinic's admin must not cut off another clinic's staff."""
     user = await require_member(uow, organization_id=actor.organization_id, user_id=user_id)
-    user.status = USER_DISABLED
-    await revoke_all_sessions(uow, user.id, reason="user_disabled")
-    await audit_by_actor(uow, actor, action="user.disable", target_type="user", target_id=user.id)
+    elsewhere = await uow.session.scalar(
+        select(Membership.id)
+        .where(Membership.user_id == user.id, Membership.organization_id != actor.organization_id)
+        .limit(1)
+    )
+    if elsewhere is None:
+        user.status = USER_DISABLED
+        await revoke_all_sessions(uow, user.id, reason="user_disabled")
+        action = "user.disable"
+    else:
+        await uow.session.execute(
+            delete(Membership).where(
+                Membership.user_id == user.id, Membership.organization_id == actor.organization_id
+            )
+        )
+        await uow.session.execute(
+            update(AuthSession)
+            .where(
+                AuthSession.user_id == user.id,
+                AuthSession.organization_id == actor.organization_id,
+                AuthSession.revoked_at.is_(None),
+            )
+            .values(revoked_at=uow.clock.now(), revoked_reason="membership_removed")
+        )
+        action = "user.remove_from_organization"
+    await audit_by_actor(uow, actor, action=action, target_type="user", target_id=user.id)
     uow.record(UserDisabled(organization_id=actor.organization_id, user_id=user.id))
     return user
 
