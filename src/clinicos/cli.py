@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
+from pydantic import ValidationError
 
 from clinicos.config import (
     ConfigurationError,
@@ -48,6 +49,18 @@ def _settings() -> Settings:
     except ConfigurationError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
+    except ValidationError as exc:
+        typer.echo(_invalid_settings_message(exc), err=True)
+        raise typer.Exit(2) from exc
+
+
+def _invalid_settings_message(exc: ValidationError) -> str:
+    """Name each bad variable as it is spelled in the environment, without echoing its value."""
+    lines = ["invalid configuration:"]
+    for error in exc.errors():
+        var = "CLINICOS_" + "__".join(str(p) for p in error["loc"]).upper()
+        lines.append(f"  {var}: {error['msg']}")
+    return "\n".join(lines)
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -153,10 +166,14 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
 def db_current() -> None:
     """Show the database's revision and the code's head; exit 1 when behind."""
     from clinicos.platform.db import lifecycle
+    from clinicos.platform.db.schema import SchemaStatus
 
     state = lifecycle.current_state(_settings())
     typer.echo(f"current: {', '.join(state.current) or '(empty database)'}")
     typer.echo(f"head:    {', '.join(state.head)}")
+    if state.status is SchemaStatus.ahead:
+        typer.echo("status:  ahead — a newer release has migrated this database")
+        return
     if not state.is_current:
         typer.echo("status:  behind — run `clinicos db upgrade`")
         raise typer.Exit(1)
@@ -192,8 +209,9 @@ def config_check() -> None:
     """Print the effective configuration (secrets masked); exit 1 if it may not run."""
     try:
         settings = Settings()
-    except Exception as exc:  # pydantic validation error: name the variable, not a traceback
-        raise _fail(f"invalid configuration: {exc}", 2) from exc
+    except ValidationError as exc:
+        typer.echo(_invalid_settings_message(exc), err=True)
+        raise typer.Exit(2) from exc
     typer.echo(json.dumps(masked_view(settings), indent=2, sort_keys=True))
     problems = production_problems(settings)
     if problems:

@@ -6,6 +6,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
+from limits import parse_many
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -229,6 +230,18 @@ class RateLimitSettings(BaseModel):
     ai: str = Field(default="10/minute", description="Assistant requests per user.")
     read: str = Field(default="100/minute", description="Reads per user.")
 
+    @field_validator("auth", "write", "ai", "read")
+    @classmethod
+    def _one_limit(cls, value: str) -> str:
+        # Checked here so `config check` and start-up refuse it with the variable's name.
+        try:
+            items = parse_many(value)
+        except ValueError as exc:
+            raise ValueError("not a rate limit like '30/minute'") from exc
+        if len(items) != 1:
+            raise ValueError("exactly one limit like '30/minute'")
+        return value
+
 
 class Settings(BaseSettings):
     """Every setting; environment variables are ``CLINICOS_<NAME>``, nested ones
@@ -273,6 +286,16 @@ class Settings(BaseSettings):
             "unset, each process keeps its own in memory."
         ),
     )
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
     secret_key: SecretStr = Field(
         default=SecretStr(DEV_SECRET_KEY),
         description=(

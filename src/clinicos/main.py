@@ -31,6 +31,13 @@ async def ensure_signing_key(container: Container) -> None:
         await uow.commit()
 
 
+async def schema_usable(container: Container) -> bool:
+    if container.schema.status not in (SchemaStatus.current, SchemaStatus.ahead):
+        with contextlib.suppress(Exception):  # unreachable: try again next round
+            await container.schema.refresh()
+    return container.schema.status in (SchemaStatus.current, SchemaStatus.ahead)
+
+
 async def refresh_schema_state(container: Container) -> SchemaStatus:
     try:
         status = await container.schema.refresh()
@@ -68,11 +75,14 @@ def create_app(
         schema_status = await refresh_schema_state(container)
         stop = asyncio.Event()
         worker_task = None
-        # The worker's handlers may need this release's tables: it waits for a current schema.
         if schema_status is SchemaStatus.current:
             await ensure_signing_key(container)
-        if in_process_worker and schema_status is SchemaStatus.current:
-            worker_task = asyncio.create_task(container.worker().run_forever(stop))
+        if in_process_worker:
+            # Handlers may need this release's tables: the worker idles until the schema is
+            # current (or ahead), e.g. until someone runs `clinicos db upgrade`.
+            worker_task = asyncio.create_task(
+                container.worker().run_forever(stop, ready=lambda: schema_usable(container))
+            )
         log.info("app_started", environment=settings.env.value, schema=schema_status.value)
         try:
             yield

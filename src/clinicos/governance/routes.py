@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
+from pydantic import AwareDatetime
 
 from clinicos.governance.audit import list_audit_events, record_audit, verify_audit_chain
 from clinicos.governance.schemas import AuditEventPage, AuditEventRead, ChainVerification
@@ -15,18 +15,20 @@ from clinicos.kernel.actor import Actor
 router = APIRouter(prefix="/api/v1/audit", tags=["governance"])
 
 CODE = r"^[a-z0-9_.:-]{1,100}$"
+IDENTIFIER = r"^[A-Za-z0-9_.:-]{1,200}$"
 
 
 @router.get("", response_model=AuditEventPage, summary="Audit events, newest first")
 async def list_events(
     request: Request,
     actor: Annotated[Actor, Depends(require(Permission.audit_read))],
-    actor_id: Annotated[str | None, Query(max_length=64)] = None,
+    actor_id: Annotated[str | None, Query(pattern=IDENTIFIER)] = None,
     action: Annotated[str | None, Query(pattern=CODE)] = None,
     target_type: Annotated[str | None, Query(pattern=CODE)] = None,
-    target_id: Annotated[str | None, Query(max_length=200)] = None,
-    occurred_from: Annotated[datetime | None, Query(alias="from")] = None,
-    occurred_to: Annotated[datetime | None, Query(alias="to")] = None,
+    target_id: Annotated[str | None, Query(pattern=IDENTIFIER)] = None,
+    # Aware datetimes only: a bare "2026-01-01T00:00" would be ambiguous across clinics' zones.
+    occurred_from: Annotated[AwareDatetime | None, Query(alias="from")] = None,
+    occurred_to: Annotated[AwareDatetime | None, Query(alias="to")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     before_seq: Annotated[int | None, Query(ge=1)] = None,
 ) -> AuditEventPage:

@@ -24,6 +24,11 @@ from clinicos.identity.tokens import (
 )
 from clinicos.platform.crypto import SecretBox
 
+
+class NoActiveKey(LookupError):
+    """The keyring has no active key yet (first start of an installation)."""
+
+
 KEY_ACTIVE = "active"
 KEY_RETIRED = "retired"
 # Another process may have rotated: look at the table again after this long.
@@ -104,7 +109,7 @@ async def load_codec(
             kid=row.kid, private_key=private, public_key=public_key_from_text(row.public_key)
         )
     if active_kid is None:
-        raise LookupError("no active signing key; run `clinicos db upgrade` or `keys rotate`")
+        raise NoActiveKey("no active signing key")
     return TokenCodec(
         issuer=settings.jwt_issuer, audience=settings.jwt_audience, keys=keys, active_kid=active_kid
     )
@@ -120,6 +125,9 @@ class CodecCache:
 
     def invalidate(self) -> None:
         self._codec = None
+
+    def age(self) -> float:
+        return time.monotonic() - self._loaded_at if self._codec is not None else float("inf")
 
     async def get(self, loader: Callable[[], Awaitable[TokenCodec]]) -> TokenCodec:
         if self._codec is not None and time.monotonic() - self._loaded_at < _RELOAD_SECONDS:

@@ -133,7 +133,7 @@ async def refresh(body: RefreshRequest, request: Request, response: Response) ->
     status_code=status.HTTP_204_NO_CONTENT,
     summary="End this session (its access and refresh tokens stop working)",
 )
-async def logout(request: Request, actor: ActorDep) -> Response:
+async def logout(request: Request, actor: Annotated[Actor, Depends(enrolling)]) -> Response:
     await sessions.logout(uows=_container(request).uow, actor=actor)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

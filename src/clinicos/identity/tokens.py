@@ -23,7 +23,7 @@ REQUIRED_CLAIMS = ("iss", "aud", "sub", "org", "roles", "jti", "sid", "iat", "ex
 
 
 class TokenInvalid(Exception):
-    """Any reason an access token is refused; the reason is logged, never shown in detail."""
+    """Any reason a token is refused; the reason stays internal, clients see one generic 401."""
 
 
 @dataclass(frozen=True)

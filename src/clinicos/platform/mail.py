@@ -55,11 +55,14 @@ class FileMailer:
 
     async def send(self, mail: OutgoingMail) -> None:
         message = _to_message(mail, self.sender)
-        self.directory.mkdir(parents=True, exist_ok=True)
         stamp = utc_now().strftime("%Y%m%dT%H%M%S%f")
         path = self.directory / f"{stamp}-{mail.kind}.eml"
-        await asyncio.to_thread(path.write_bytes, message.as_bytes())
-        path.chmod(0o600)  # links in these messages grant account access
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(path.write_bytes, message.as_bytes())
+            path.chmod(0o600)  # links in these messages grant account access
+        except OSError as exc:
+            raise MailDeliveryFailed(f"could not write the message ({type(exc).__name__})") from exc
         log.info("mail_written", template=mail.kind, file=path.name)
 
 

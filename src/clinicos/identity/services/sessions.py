@@ -36,6 +36,7 @@ from clinicos.kernel.ids import new_id
 from clinicos.platform.db.uow import SqlUnitOfWork, UnitOfWorkFactory
 
 MFA_AUDIENCE_SUFFIX = ":mfa"
+KEY_RELOAD_MIN_SECONDS = 5.0
 ENROLL_SCOPE = "mfa_enroll"
 
 
@@ -84,8 +85,10 @@ async def login(
             raise InvalidCredentials()
         if check.new_hash:
             user.password_hash = check.new_hash
-        user.failed_login_count = 0
-        user.locked_until = None
+        if not user.mfa_enabled:
+            # With MFA the sign-in is not complete yet: failures only reset once the second
+            # factor passes, or alternating right passwords and wrong codes would never lock.
+            user.failed_login_count = 0
         org, roles = await _choose_organization(uow, user, organization_slug)
         if user.mfa_enabled:
             token = _mfa_token(codec, runtime, user, org, roles, now)
@@ -435,7 +438,15 @@ async def authenticate(
     try:
         claims = codec.verify_access(access_token, now=now)
     except TokenInvalid as exc:
-        raise InvalidToken() from exc
+        if str(exc) != "unknown key id":
+            raise InvalidToken() from exc
+        # Another process may have rotated keys: reload, at most every few seconds, so a
+        # stream of made-up key ids cannot turn every request into a keyring query.
+        codec = await runtime.codec(refresh_if_older_than=KEY_RELOAD_MIN_SECONDS)
+        try:
+            claims = codec.verify_access(access_token, now=now)
+        except TokenInvalid as again:
+            raise InvalidToken() from again
     async with uows() as uow:
         row = (
             await uow.session.execute(

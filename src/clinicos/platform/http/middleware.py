@@ -191,8 +191,9 @@ def install_middleware(
     # Starlette wraps in reverse order of addition: the last added is the outermost.
     app.add_middleware(SchemaGateMiddleware, gate=schema_gate)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)
-    app.add_middleware(SecurityHeadersMiddleware, hsts=hsts)
     app.add_middleware(RequestContextMiddleware, tracing=tracing)
+    # Outermost, so even the last-resort 500 from RequestContextMiddleware carries the headers.
+    app.add_middleware(SecurityHeadersMiddleware, hsts=hsts)
 
 
 _API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"

@@ -213,7 +213,11 @@ def install_problem_handlers(app: FastAPI) -> None:
         return _http_exception_response(request, exc)
 
     async def on_pool_timeout(request: Request, exc: Exception) -> Response:
-        return _database_unavailable_response(request, exc)
+        # Every pooled connection stayed busy for pool_timeout: load, not an outage.
+        log.warning("database_pool_exhausted", exc_info=exc)
+        return domain_error_response(
+            request, ServiceUnavailable("the database is busy; retry shortly", code="database_busy")
+        )
 
     app.add_exception_handler(DomainError, on_domain_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -321,13 +322,18 @@ class OutboxWorker:
 
     # -- loop ---------------------------------------------------------------------------------
 
-    async def run_forever(self, stop: asyncio.Event) -> None:
+    async def run_forever(
+        self, stop: asyncio.Event, *, ready: Callable[[], Awaitable[bool]] | None = None
+    ) -> None:
+        """Loop until ``stop``. ``ready`` (e.g. "the schema is current") is asked before each
+        round; while it says no, the worker idles instead of touching tables it may not know."""
         log.info("worker_started", worker=self.worker_id)
         while not stop.is_set():
             busy = False
             try:
-                busy = (await self.drain_once()).claimed > 0
-                await self.run_due_jobs()
+                if ready is None or await ready():
+                    busy = (await self.drain_once()).claimed > 0
+                    await self.run_due_jobs()
             except Exception as exc:  # database blips: log, back off, keep going
                 log.error("worker_iteration_failed", exc_info=exc)
             if not busy:
