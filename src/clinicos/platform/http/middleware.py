@@ -206,6 +206,15 @@ _DOCS_CSP = (
 _DOCS_PATHS = frozenset({"/docs", "/redoc", "/docs/oauth2-redirect"})
 
 
+_EXTRA_HEADERS_KEY = "clinicos_response_headers"
+
+
+def add_response_headers(scope: Scope, headers: dict[str, str]) -> None:
+    """Ask for headers on this request's response, whichever layer ends up producing it."""
+    pending = scope.setdefault("state", {}).setdefault(_EXTRA_HEADERS_KEY, {})
+    pending.update({k.lower(): v for k, v in headers.items()})
+
+
 class SecurityHeadersMiddleware:
     """Headers on every response. API responses may carry PHI or tokens, so none is cached."""
 
@@ -236,6 +245,12 @@ class SecurityHeadersMiddleware:
                 present = {k.lower() for k, _ in message.get("headers", [])}
                 headers = list(message.get("headers", []))
                 headers += [(k, v) for k, v in extra if k not in present]
+                requested = scope.get("state", {}).get(_EXTRA_HEADERS_KEY, {})
+                headers += [
+                    (k.encode("latin-1"), v.encode("latin-1"))
+                    for k, v in requested.items()
+                    if k.encode("latin-1") not in present
+                ]
                 message = {**message, "headers": headers}
             await send(message)
 

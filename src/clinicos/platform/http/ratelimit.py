@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import Request, Response
 
+from clinicos.platform.http.middleware import add_response_headers
 from clinicos.platform.ratelimit import CATEGORIES, RateLimiter, RateLimitStatus
 
 
@@ -39,6 +40,9 @@ async def enforce(request: Request, response: Response, category: str, key: str)
     # Not enforced (limiting off, or the store down and failing open): no budget to report.
     if status.enforced:
         response.headers.update(status.headers())
+        # Also on whatever response ends the request (a 401 after a spent sign-in attempt, a
+        # 204 the route builds itself): the outer headers middleware adds these.
+        add_response_headers(request.scope, status.headers())
     return status
 
 
