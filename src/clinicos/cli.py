@@ -418,11 +418,23 @@ def user_unlock(email: Annotated[str, typer.Option(help="sign-in email")]) -> No
 @keys_app.command("rotate")
 def keys_rotate() -> None:
     """Start signing with a new key; the old one keeps verifying until its tokens expire."""
+    from clinicos.governance import record_audit
     from clinicos.identity.keyring import rotate
 
     async def _rotate(c: Container) -> str:
         async with c.uow() as uow:
             kid = await rotate(uow.session, c.identity.signing_box, uow.clock.now())
+            await record_audit(
+                uow,
+                organization_id=None,
+                actor_type="system",
+                actor_id="cli",
+                action="keys.rotate",
+                target_type="signing_key",
+                target_id=kid,
+                purpose="security",
+                outcome="success",
+            )
             await uow.commit()
             return kid
 
