@@ -118,7 +118,9 @@ async def complete_mfa(body: MfaRequest, request: Request, response: Response) -
 )
 async def refresh(body: RefreshRequest, request: Request, response: Response) -> TokenResponse:
     c = _container(request)
-    await enforce(request, response, "auth", f"refresh|{_client_ip(request)}")
+    # "write", not "auth": a refresh token can't be guessed (256 bits) and costs no hashing, and
+    # auth fails closed without Redis, which would end every session at its next refresh.
+    await enforce(request, response, "write", f"refresh|{_client_ip(request)}")
     pair = await sessions.refresh(
         uows=c.uow,
         runtime=c.identity,

@@ -103,17 +103,7 @@ async def login(
             await uow.commit()
             return MfaChallenge(mfa_token=token)
         scope = ENROLL_SCOPE if _mfa_mandatory(org, roles) else None
-        pair = await _open_session(uow, runtime, codec, user, org, roles, scope=scope)
-        await audit_security(
-            uow,
-            action="auth.login",
-            outcome="success",
-            organization_id=org.id,
-            user_id=user.id,
-            request_id=request_id,
-        )
-        await uow.commit()
-        return pair
+        return await _signed_in(uow, runtime, codec, user, org, roles, request_id, scope=scope)
 
 
 def _may_sign_in(user: UserAccount, now: datetime) -> bool:
@@ -204,6 +194,31 @@ def _mfa_token(
         audience=codec.audience + MFA_AUDIENCE_SUFFIX,
     )
     return token
+
+
+async def _signed_in(
+    uow: SqlUnitOfWork,
+    runtime: IdentityRuntime,
+    codec: TokenCodec,
+    user: UserAccount,
+    org: Organization,
+    roles: frozenset[str],
+    request_id: str | None,
+    *,
+    scope: str | None = None,
+) -> TokenPair:
+    """The last step of every successful sign-in: session, tokens, audit row, one commit."""
+    pair = await _open_session(uow, runtime, codec, user, org, roles, scope=scope)
+    await audit_security(
+        uow,
+        action="auth.login",
+        outcome="success",
+        organization_id=org.id,
+        user_id=user.id,
+        request_id=request_id,
+    )
+    await uow.commit()
+    return pair
 
 
 async def _open_session(
@@ -301,17 +316,7 @@ async def complete_mfa(
             raise InvalidMfaCode()
         user.failed_login_count = 0
         roles = await roles_in(uow, user.id, org.id)
-        pair = await _open_session(uow, runtime, codec, user, org, roles)
-        await audit_security(
-            uow,
-            action="auth.login",
-            outcome="success",
-            organization_id=org.id,
-            user_id=user.id,
-            request_id=request_id,
-        )
-        await uow.commit()
-        return pair
+        return await _signed_in(uow, runtime, codec, user, org, roles, request_id)
 
 
 async def verify_second_factor(
