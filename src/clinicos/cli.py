@@ -510,7 +510,8 @@ def demo_seed() -> None:
         typer.echo(
             "Demo data already present. Sign in with one of these (password as first printed,"
         )
-        typer.echo("or CLINICOS_DEMO_PASSWORD if it was set):")
+        typer.echo("or CLINICOS_DEMO_PASSWORD if it was set; if it is lost,")
+        typer.echo("`clinicos db reset --yes` deletes everything and `make run` seeds afresh):")
     else:
         source = "from CLINICOS_DEMO_PASSWORD" if given else "generated; shown only now"
         typer.echo(f"Demo clinics seeded. Password for every demo user ({source}):")
