@@ -3,8 +3,10 @@ turning an access token back into an Actor."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import select, update
 
@@ -288,6 +290,22 @@ def _issue_pair(
     )
 
 
+T = TypeVar("T")
+
+
+async def _with_current_keys(runtime: IdentityRuntime, check: Callable[[TokenCodec], T]) -> T:
+    """Run a token check; if the token names a key this process hasn't loaded (another process
+    rotated), reload the keys and check again. Reloads happen at most every few seconds, so a
+    stream of made-up key ids cannot turn every request into a keyring query."""
+    codec = await runtime.codec()
+    try:
+        return check(codec)
+    except TokenInvalid as exc:
+        if str(exc) != "unknown key id":
+            raise
+    return check(await runtime.codec(refresh_if_older_than=KEY_RELOAD_MIN_SECONDS))
+
+
 # -- MFA step ----------
 
 
@@ -299,13 +317,18 @@ async def complete_mfa(
     code: str,
     request_id: str | None,
 ) -> TokenPair:
+    now = runtime.clock.now()
+    try:
+        # Decoded before the unit of work opens (see login) and with the keys reloaded when the
+        # token names one this process hasn't seen yet.
+        claims = await _with_current_keys(
+            runtime,
+            lambda c: c.decode(mfa_token, now=now, audience=c.audience + MFA_AUDIENCE_SUFFIX),
+        )
+    except TokenInvalid as exc:
+        raise InvalidToken("the sign-in step has expired; sign in again") from exc
     codec = await runtime.codec()
     async with uows() as uow:
-        now = uow.clock.now()
-        try:
-            claims = codec.decode(mfa_token, now=now, audience=codec.audience + MFA_AUDIENCE_SUFFIX)
-        except TokenInvalid as exc:
-            raise InvalidToken("the sign-in step has expired; sign in again") from exc
         user = await uow.session.get(UserAccount, str(claims["sub"]))
         org = await uow.session.get(Organization, str(claims["org"]))
         if user is None or org is None or not _may_sign_in(user, now) or not user.mfa_enabled:
@@ -438,20 +461,13 @@ async def authenticate(
 
     Beyond the signature, the session must still be open and the user active, so logout,
     disabling and password changes take effect at once, not when the token expires."""
-    codec = await runtime.codec()
     now = runtime.clock.now()
     try:
-        claims = codec.verify_access(access_token, now=now)
+        claims = await _with_current_keys(
+            runtime, lambda codec: codec.verify_access(access_token, now=now)
+        )
     except TokenInvalid as exc:
-        if str(exc) != "unknown key id":
-            raise InvalidToken() from exc
-        # Another process may have rotated keys: reload, at most every few seconds, so a
-        # stream of made-up key ids cannot turn every request into a keyring query.
-        codec = await runtime.codec(refresh_if_older_than=KEY_RELOAD_MIN_SECONDS)
-        try:
-            claims = codec.verify_access(access_token, now=now)
-        except TokenInvalid as again:
-            raise InvalidToken() from again
+        raise InvalidToken() from exc
     async with uows() as uow:
         row = (
             await uow.session.execute(

@@ -39,9 +39,9 @@ def route_template(scope: Scope) -> str:
 
 
 class RequestContextMiddleware:
-    """Outermost layer: one request id per request (accepted from ``X-Request-ID`` when well
-    formed), one access-log line and metric sample labelled by route template, and a generic
-    problem body for anything that escaped the exception handlers."""
+    """Just inside the security headers: one request id per request (accepted from
+    ``X-Request-ID`` when well formed), one access-log line and metric sample labelled by route
+    template, and a generic problem body for anything that escaped the exception handlers."""
 
     def __init__(self, app: ASGIApp, *, tracing: Tracing) -> None:
         self.app = app

@@ -52,7 +52,7 @@ def rate_limit(category: str) -> Callable[[Request, Response], Awaitable[RateLim
     List it AFTER the route's auth dependency (``dependencies=[Depends(auth),
     Depends(rate_limit("read"))]``): FastAPI solves them in order, and only then is
     ``request.state.actor`` set, so the budget is the user's rather than the IP's. The headers
-    reach the client when the route returns data, not a ``Response`` object of its own."""
+    reach the client on whatever response ends the request (see ``enforce``)."""
     if category not in CATEGORIES:
         raise ValueError(f"unknown rate-limit category {category!r}")
 
