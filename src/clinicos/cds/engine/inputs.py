@@ -73,7 +73,7 @@ class Facts(BaseModel):
         born = self.birth_date
         age = day.year - born.year - ((day.month, day.day) < (born.month, born.day))
         if not 0 <= age <= MAX_AGE_YEARS:
-            raise ValueError(f"age from birth_date must be 0-{MAX_AGE_YEARS} on the evaluation date")
+            raise ValueError(f"age from birth_date must be 0-{MAX_AGE_YEARS} on the as_of date")
         return age
 
 

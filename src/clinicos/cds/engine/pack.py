@@ -201,9 +201,7 @@ def parse_rule_pack(data: Mapping[str, Any] | str | bytes) -> RulePack:
 def available_pack_versions() -> tuple[str, ...]:
     """Versions of the packaged DOAC packs, from the file names doac-<version>.json."""
     names = (entry.name for entry in resources.files(RULES_PACKAGE).iterdir())
-    return tuple(
-        sorted(n[len("doac-") : -len(".json")] for n in names if n.startswith("doac-"))
-    )
+    return tuple(sorted(n[len("doac-") : -len(".json")] for n in names if n.startswith("doac-")))
 
 
 def load_rule_pack(version: str = DEFAULT_PACK_VERSION) -> RulePack:

@@ -1,0 +1,40 @@
+"""Input snapshot hash: sha256 of the canonical JSON of an evaluation's inputs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from clinicos.cds.engine.inputs import Facts, Order
+
+
+def _canonical(value: Any) -> Any:
+    """Decimals as plain normalized text (5 == 5.0), dates as ISO 8601, tuples as lists."""
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def input_snapshot_hash(
+    *, facts: Facts, order: Order, as_of: datetime, pack_id: str, pack_version: str
+) -> str:
+    """Stable across runs and processes; governance events store it with the outcome."""
+    document = {
+        "facts": facts.model_dump(),
+        "order": order.model_dump(),
+        "as_of": as_of,
+        "rule_pack": {"id": pack_id, "version": pack_version},
+    }
+    text = json.dumps(
+        _canonical(document), sort_keys=True, separators=(",", ":"), ensure_ascii=True
+    )
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
