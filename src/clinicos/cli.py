@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from clinicos.config import (
     ConfigurationError,
@@ -52,6 +54,16 @@ def _settings() -> Settings:
     except ValidationError as exc:
         typer.echo(_invalid_settings_message(exc), err=True)
         raise typer.Exit(2) from exc
+    except SettingsError as exc:
+        typer.echo(_unparsable_settings_message(exc), err=True)
+        raise typer.Exit(2) from exc
+
+
+def _unparsable_settings_message(exc: SettingsError) -> str:
+    # pydantic-settings says 'error parsing value for field "rate_limit" from source ...'.
+    match = re.search(r'field "([A-Za-z0-9_]+)"', str(exc))
+    var = f"CLINICOS_{match.group(1).upper()}" if match else "a CLINICOS_ variable"
+    return f"invalid configuration:\n  {var}: not valid JSON"
 
 
 def _invalid_settings_message(exc: ValidationError) -> str:
@@ -211,6 +223,9 @@ def config_check() -> None:
         settings = Settings()
     except ValidationError as exc:
         typer.echo(_invalid_settings_message(exc), err=True)
+        raise typer.Exit(2) from exc
+    except SettingsError as exc:
+        typer.echo(_unparsable_settings_message(exc), err=True)
         raise typer.Exit(2) from exc
     typer.echo(json.dumps(masked_view(settings), indent=2, sort_keys=True))
     problems = production_problems(settings)

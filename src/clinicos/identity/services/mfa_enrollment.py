@@ -23,6 +23,7 @@ from clinicos.identity.services.users import require_member
 from clinicos.kernel.actor import Actor
 from clinicos.kernel.errors import Conflict
 from clinicos.kernel.ids import new_id
+from clinicos.platform.crypto import SealBroken
 from clinicos.platform.db.uow import SqlUnitOfWork
 
 
@@ -66,7 +67,13 @@ async def confirm_enrollment(
     user = await require_member(uow, organization_id=actor.organization_id, user_id=actor.user_id)
     if user.mfa_pending_secret_sealed is None:
         raise Conflict("start MFA enrolment first", code="mfa_not_started")
-    secret = runtime.totp_box.open(user.mfa_pending_secret_sealed, aad=user.id).decode()
+    try:
+        secret = runtime.totp_box.open(user.mfa_pending_secret_sealed, aad=user.id).decode()
+    except SealBroken as exc:  # sealed under a previous CLINICOS_SECRET_KEY
+        raise Conflict(
+            "this enrolment can no longer be read; start MFA enrolment again",
+            code="mfa_enrollment_stale",
+        ) from exc
     now = uow.clock.now()
     step = accepted_timestep(secret, code.strip(), now=now, last_used=None)
     if step is None:

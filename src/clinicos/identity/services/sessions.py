@@ -33,8 +33,9 @@ from clinicos.identity.services.audit import audit_security
 from clinicos.identity.services.users import normalize_email, roles_in
 from clinicos.identity.tokens import TokenCodec, TokenInvalid, new_opaque_token, token_hash
 from clinicos.kernel.actor import Actor
-from clinicos.kernel.errors import FieldError, ValidationFailed
+from clinicos.kernel.errors import FieldError, ServiceUnavailable, ValidationFailed
 from clinicos.kernel.ids import new_id
+from clinicos.platform.crypto import SealBroken
 from clinicos.platform.db.uow import SqlUnitOfWork, UnitOfWorkFactory
 
 MFA_AUDIENCE_SUFFIX = ":mfa"
@@ -352,12 +353,19 @@ async def verify_second_factor(
         user, attribute_names=["mfa_secret_sealed", "mfa_last_timestep"], with_for_update=True
     )
     code = code.strip()
+    sealed_secret_unreadable = False
     if user.mfa_secret_sealed:
-        secret = runtime.totp_box.open(user.mfa_secret_sealed, aad=user.id).decode()
-        step = accepted_timestep(secret, code, now=now, last_used=user.mfa_last_timestep)
-        if step is not None:
-            user.mfa_last_timestep = step
-            return True
+        try:
+            secret = runtime.totp_box.open(user.mfa_secret_sealed, aad=user.id).decode()
+        except SealBroken:
+            # Sealed under another CLINICOS_SECRET_KEY. Recovery codes are plain hashes and
+            # still work, so they are tried before giving up.
+            sealed_secret_unreadable = True
+        else:
+            step = accepted_timestep(secret, code, now=now, last_used=user.mfa_last_timestep)
+            if step is not None:
+                user.mfa_last_timestep = step
+                return True
     spent = await uow.session.execute(
         update(RecoveryCode)
         .where(
@@ -367,7 +375,15 @@ async def verify_second_factor(
         )
         .values(used_at=now)
     )
-    return bool(spent.rowcount)  # type: ignore[attr-defined]
+    if spent.rowcount:  # type: ignore[attr-defined]
+        return True
+    if sealed_secret_unreadable:
+        raise ServiceUnavailable(
+            "authenticator secrets cannot be opened with the configured CLINICOS_SECRET_KEY; "
+            "restore the previous secret, or use a recovery code and enrol MFA again",
+            code="mfa_secrets_unavailable",
+        )
+    return False
 
 
 # -- refresh and logout ----------
