@@ -235,7 +235,7 @@ async def test_uow_when_entered_twice_raises_runtime_error(
     # Act / Assert
     with pytest.raises(RuntimeError, match="exactly one use case"):
         async with uow:
-            pass
+            raise AssertionError("a used unit of work must refuse to open again")
 
 
 async def test_session_when_used_outside_block_raises_runtime_error(

@@ -197,7 +197,7 @@ class _CurrentStdoutHandler(logging.StreamHandler):
 
     @stream.setter
     def stream(self, _value: TextIO) -> None:
-        pass
+        """Ignored: StreamHandler.__init__ assigns one, but we always write to the current one."""
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
