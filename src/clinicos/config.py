@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -243,6 +245,62 @@ class RateLimitSettings(BaseModel):
         return value
 
 
+# PHI keys are 256-bit AES-GCM / HMAC-SHA256 keys, given as base64 (standard or URL-safe).
+PHI_KEY_BYTES = 32
+
+
+def decode_phi_key(value: str) -> bytes:
+    """The raw bytes of a base64 PHI key; ``ValueError`` unless it is exactly 32 bytes.
+
+    The message never contains the value."""
+    text = value.strip().replace("-", "+").replace("_", "/")
+    text += "=" * (-len(text) % 4)
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("not valid base64") from None
+    if len(raw) != PHI_KEY_BYTES:
+        raise ValueError(f"decodes to {len(raw)} bytes, not {PHI_KEY_BYTES}")
+    return raw
+
+
+class PhiSettings(BaseModel):
+    """Keys for field-level PHI encryption and blind indexes (ADR 0013). Unset, development keys
+    are derived from the installation secret; production refuses that."""
+
+    keys: dict[int, SecretStr] = Field(
+        default_factory=dict,
+        description=(
+            'Data-key ring as JSON, key version → base64 of 32 random bytes, e.g. `{"1": "…", '
+            '"2": "…"}`. Old versions stay to decrypt what they sealed until re-encrypted. '
+            "Unset: development-only keys derived from `CLINICOS_SECRET_KEY` (refused in "
+            "production)."
+        ),
+    )
+    active_version: int = Field(
+        default=1,
+        ge=1,
+        description=(
+            "Key version that encrypts new values; must be a version in `CLINICOS_PHI__KEYS`."
+        ),
+    )
+    blind_index_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Base64 of 32 random bytes keying the exact-match search indexes (HMAC-SHA256); "
+            "must differ from every data key and is not rotated with them. Unset: a "
+            "development-only key derived from `CLINICOS_SECRET_KEY` (refused in production)."
+        ),
+    )
+
+    @field_validator("keys")
+    @classmethod
+    def _positive_versions(cls, value: dict[int, SecretStr]) -> dict[int, SecretStr]:
+        if any(version < 1 for version in value):
+            raise ValueError("key versions are whole numbers from 1")
+        return value
+
+
 class Settings(BaseSettings):
     """Every setting; environment variables are ``CLINICOS_<NAME>``, nested ones
     ``CLINICOS_<SECTION>__<NAME>``, optionally from a ``.env`` file in the working directory."""
@@ -320,6 +378,9 @@ class Settings(BaseSettings):
     rate_limit: RateLimitSettings = Field(
         default=RateLimitSettings(), description="Rate limits per category."
     )
+    phi: PhiSettings = Field(
+        default=PhiSettings(), description="PHI field-encryption and blind-index keys."
+    )
     demo_password: SecretStr | None = Field(
         default=None,
         description=(
@@ -379,6 +440,56 @@ def production_problems(settings: Settings) -> list[tuple[str, str]]:
         problems.append(("CLINICOS_DATABASE__ECHO", "SQL echo logs statements; off in production"))
     if settings.observability.log_level == "DEBUG":
         problems.append(("CLINICOS_OBSERVABILITY__LOG_LEVEL", "DEBUG logging in production"))
+    problems.extend(_phi_problems(settings.phi))
+    return problems
+
+
+def _phi_problems(phi: PhiSettings) -> list[tuple[str, str]]:
+    """Production rules for the PHI keys: present, well formed, consistent and separate."""
+    problems: list[tuple[str, str]] = []
+    data_keys: dict[int, bytes] = {}
+    if not phi.keys:
+        problems.append(
+            ("CLINICOS_PHI__KEYS", "missing (development keys derived from CLINICOS_SECRET_KEY)")
+        )
+    for version, secret in sorted(phi.keys.items()):
+        try:
+            raw = decode_phi_key(secret.get_secret_value())
+        except ValueError as exc:
+            problems.append(("CLINICOS_PHI__KEYS", f"version {version}: {exc}"))
+            continue
+        twin = next((v for v, other in data_keys.items() if other == raw), None)
+        if twin is not None:
+            problems.append(("CLINICOS_PHI__KEYS", f"versions {twin} and {version} share a key"))
+        data_keys[version] = raw
+    if phi.keys and phi.active_version not in phi.keys:
+        problems.append(
+            (
+                "CLINICOS_PHI__ACTIVE_VERSION",
+                f"version {phi.active_version} is not in CLINICOS_PHI__KEYS",
+            )
+        )
+    if phi.blind_index_key is None or not phi.blind_index_key.get_secret_value():
+        problems.append(
+            (
+                "CLINICOS_PHI__BLIND_INDEX_KEY",
+                "missing (development key derived from CLINICOS_SECRET_KEY)",
+            )
+        )
+    else:
+        try:
+            blind = decode_phi_key(phi.blind_index_key.get_secret_value())
+        except ValueError as exc:
+            problems.append(("CLINICOS_PHI__BLIND_INDEX_KEY", str(exc)))
+        else:
+            same = [v for v, raw in data_keys.items() if raw == blind]
+            if same:
+                problems.append(
+                    (
+                        "CLINICOS_PHI__BLIND_INDEX_KEY",
+                        f"equals the data key of version {same[0]}; use a separate key",
+                    )
+                )
     return problems
 
 
