@@ -8,6 +8,7 @@ from datetime import timedelta
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from clinicos.cds import models as cds_models
 from clinicos.config import Settings
 from clinicos.governance import models as governance_models
 from clinicos.identity import models as identity_models
@@ -27,7 +28,7 @@ from clinicos.platform.ratelimit import RateLimiter, build_rate_limiter
 def all_models_metadata() -> MetaData:
     """Import every module that declares tables, so Alembic and tests see the whole schema."""
     # every context's `models` module is listed here
-    _ = (platform_models, identity_models, governance_models)
+    _ = (platform_models, identity_models, governance_models, cds_models)
     return Base.metadata
 
 

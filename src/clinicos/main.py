@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from clinicos.bootstrap import Container, build_container
+from clinicos.cds.routes import router as cds_router
 from clinicos.config import Settings, load_settings
 from clinicos.governance.routes import router as governance_router
 from clinicos.identity.keyring import ensure_active_key
@@ -111,4 +112,5 @@ def create_app(
     app.include_router(ops_router)
     app.include_router(identity_router)
     app.include_router(governance_router)
+    app.include_router(cds_router)
     return app

@@ -1,4 +1,5 @@
-"""Decision support: the public face of the DOAC order check (pure engine and rule packs)."""
+"""Decision support: the public face of the DOAC order check (pure engine, rule packs, and the
+use case that runs a check and records it as a governance event)."""
 
 from clinicos.cds.engine import (
     DEFAULT_PACK_VERSION,
@@ -16,15 +17,19 @@ from clinicos.cds.engine import (
     load_rule_pack,
     parse_rule_pack,
 )
+from clinicos.cds.events import EvaluationRecorded
+from clinicos.cds.services import RecordedEvaluation, record_inline_evaluation
 
 __all__ = [
     "DEFAULT_PACK_VERSION",
     "Evaluation",
+    "EvaluationRecorded",
     "Facts",
     "Order",
     "OverlayError",
     "PackOverlay",
     "Reason",
+    "RecordedEvaluation",
     "RulePack",
     "Suggestion",
     "apply_overlay",
@@ -32,4 +37,5 @@ __all__ = [
     "evaluate",
     "load_rule_pack",
     "parse_rule_pack",
+    "record_inline_evaluation",
 ]

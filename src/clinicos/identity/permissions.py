@@ -30,6 +30,8 @@ class Permission(StrEnum):
     audit_verify = "audit:verify"
     # emergency access to a patient outside normal scope (always reasoned, time-limited, audited)
     break_glass_open = "break_glass:open"
+    # cds
+    cds_evaluate = "cds:evaluate"
 
 
 MATRIX: dict[Permission, frozenset[Role]] = {
@@ -40,6 +42,7 @@ MATRIX: dict[Permission, frozenset[Role]] = {
     Permission.audit_read: frozenset({Role.admin, Role.auditor}),
     Permission.audit_verify: frozenset({Role.admin, Role.auditor}),
     Permission.break_glass_open: frozenset({Role.clinician}),
+    Permission.cds_evaluate: frozenset({Role.clinician, Role.pharmacist}),
 }
 
 

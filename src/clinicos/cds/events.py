@@ -1,0 +1,27 @@
+"""Decision support's domain events (ids, codes and reason keys only, never patient facts)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from clinicos.kernel.events import DomainEvent
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluationRecorded(DomainEvent):
+    """One order check was run and recorded (issue 5 point 7: a governance event).
+
+    ``drug`` and ``indication`` are the order's codes; ``input_hash`` identifies the inputs
+    without carrying them. No patient reference in inline mode: the facts were given inline.
+    """
+
+    event_type = "cds.EvaluationRecorded"
+    evaluation_id: str
+    evaluated_by: str
+    drug: str
+    indication: str
+    outcome: str
+    reason_keys: list[str]
+    rule_pack_id: str
+    rule_pack_version: str
+    input_hash: str
