@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-UV_VERSION := 0.13.9
+UV_VERSION := 0.13.9  # keep equal to the dev-group pin in pyproject.toml
 STAMP := $(VENV)/.installed
 
 .PHONY: run test test-fast lint format bench clean-var
