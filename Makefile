@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-UV_VERSION := 0.13.9  # keep equal to the dev-group pin in pyproject.toml
+# Keep equal to the uv pin in pyproject.toml's dev group.
+UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
 .PHONY: run test test-fast lint format bench clean-var
