@@ -543,6 +543,136 @@ def demo_seed() -> None:
     typer.echo("Admins must enrol MFA at first sign-in (POST /api/v1/auth/mfa/enroll).")
 
 
+# -- cds rule packs -------------------------------------------------------------------------------
+
+cds_app = typer.Typer(help="decision support", no_args_is_help=True)
+packs_app = typer.Typer(
+    help="rule packs: catalogue, clinical approval, per-organization activation",
+    no_args_is_help=True,
+)
+app.add_typer(cds_app, name="cds")
+cds_app.add_typer(packs_app, name="packs")
+
+
+async def _organization_slugs(c: Container) -> dict[str, str]:
+    """Organization id -> slug, for showing which organizations use which pack."""
+    from sqlalchemy import select
+
+    from clinicos.identity.models import Organization
+
+    async with c.uow() as uow:
+        rows = (await uow.session.execute(select(Organization.id, Organization.slug))).all()
+    return {org_id: slug for org_id, slug in rows}
+
+
+def _approval_text(status: str, reviewer: str | None, approved_at: object) -> str:
+    from datetime import datetime
+
+    if status == "approved" and isinstance(approved_at, datetime):
+        return f"approved by {reviewer} on {approved_at:%Y-%m-%d}"
+    return status
+
+
+@packs_app.command("list")
+def packs_list() -> None:
+    """List packaged rule packs, their approval, and the organizations using each."""
+    from clinicos.cds.packs import PackListing, list_packs
+
+    async def _list(c: Container) -> list[PackListing]:
+        return await list_packs(c.uow, await _organization_slugs(c))
+
+    for p in _run_use_case(_list):
+        used = ", ".join(p.used_by) or "(no organization)"
+        approval = _approval_text(p.status, p.reviewer, p.approved_at)
+        typer.echo(
+            f"{p.id} {p.version}  {approval}  sha256 {p.content_sha256[:12]}  used by: {used}"
+        )
+
+
+@packs_app.command("show")
+def packs_show(
+    pack_id: Annotated[str, typer.Argument(metavar="ID", help="pack id, e.g. doac")],
+    version: Annotated[str, typer.Argument(help="pack version, e.g. 1.0.0")],
+) -> None:
+    """Show a pack's metadata and a summary of its rules (key, severity, policy, source)."""
+    from clinicos.cds.packs import PackDetail, show_pack
+
+    async def _show(c: Container) -> PackDetail:
+        return await show_pack(c.uow, pack_id, version, await _organization_slugs(c))
+
+    detail = _run_use_case(_show)
+    p = detail.listing
+    typer.echo(f"pack:      {p.id} {p.version} — {p.title}")
+    typer.echo(f"approval:  {_approval_text(p.status, p.reviewer, p.approved_at)}")
+    typer.echo(f"sha256:    {p.content_sha256}")
+    typer.echo(f"policy:    {detail.policy_document}")
+    typer.echo(f"used by:   {', '.join(p.used_by) or '(no organization)'}")
+    typer.echo(f"rules ({len(detail.rules)}):")
+    for rule in detail.rules:
+        typer.echo(f"  {rule.key:<50} {rule.severity:<6} {rule.policy:<5} {rule.source}")
+
+
+@packs_app.command("approve")
+def packs_approve(
+    pack_id: Annotated[str, typer.Argument(metavar="ID", help="pack id, e.g. doac")],
+    version: Annotated[str, typer.Argument(help="pack version, e.g. 1.0.0")],
+    reviewer: Annotated[str, typer.Option(help="the clinician who reviewed the pack")],
+) -> None:
+    """Record a clinician's approval of the pack file as shipped (audited, installation)."""
+    from clinicos.cds.packs import PackListing, approve_pack
+
+    async def _approve(c: Container) -> PackListing:
+        return await approve_pack(
+            c.uow, pack_id=pack_id, version=version, reviewer=reviewer, approved_by="cli"
+        )
+
+    p = _run_use_case(_approve)
+    typer.echo(f"{p.id} {p.version} {_approval_text(p.status, p.reviewer, p.approved_at)}")
+
+
+@packs_app.command("activate")
+def packs_activate(
+    pack_id: Annotated[str, typer.Argument(metavar="ID", help="pack id, e.g. doac")],
+    version: Annotated[str, typer.Argument(help="pack version, e.g. 1.0.0")],
+    org: Annotated[str, typer.Option(help="organization slug")],
+    overlay: Annotated[
+        Path | None, typer.Option(help="JSON file with a stricter local overlay")
+    ] = None,
+) -> None:
+    """Make a pack (and optional local overlay) the one an organization evaluates with."""
+    from clinicos.cds.packs import Activation, activate_pack
+    from clinicos.identity.services.organizations import require_organization_by_slug
+
+    overlay_text = None
+    if overlay is not None:
+        try:
+            overlay_text = overlay.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _fail(f"cannot read overlay file {overlay}: {exc}") from exc
+
+    async def _activate(c: Container) -> Activation:
+        async with c.uow() as uow:
+            organization = await require_organization_by_slug(uow, org)
+        return await activate_pack(
+            c.uow,
+            organization_id=organization.id,
+            pack_id=pack_id,
+            version=version,
+            overlay=overlay_text,
+            production=c.settings.env.value == "production",
+            activated_by="cli",
+        )
+
+    done = _run_use_case(_activate)
+    typer.echo(f"activated {done.pack_id} {done.effective_version} for {org}")
+    if not done.approved:
+        typer.echo(
+            f"warning: {done.pack_id} {done.pack_version} is not approved; "
+            "production refuses to activate or evaluate with it",
+            err=True,
+        )
+
+
 def main() -> None:
     try:
         app()

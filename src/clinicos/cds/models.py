@@ -1,9 +1,11 @@
-"""Decision-support tables: one row per recorded evaluation (a governance record, no PHI)."""
+"""Decision-support tables: recorded evaluations (governance records, no PHI), the
+installation's rule-pack catalogue and each organization's active pack."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import JSON, Index, Numeric, String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -39,3 +41,45 @@ class CdsEvaluation(Base):
     rule_pack_id: Mapped[str] = mapped_column(String(64))
     rule_pack_version: Mapped[str] = mapped_column(String(64))
     input_hash: Mapped[str] = mapped_column(String(64))
+
+
+class CdsRulePack(Base):
+    """One packaged rule pack version known to this installation, and its clinical approval.
+
+    Installation-level (no tenant). ``content_sha256`` is the hash of the packaged file as last
+    registered; ``approved_sha256`` the hash the reviewer approved. An approval counts only
+    while both equal the hash of the file shipped now, so an edited file loses its approval.
+    """
+
+    __tablename__ = "cds_rule_pack"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    registered_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    reviewer: Mapped[str | None] = mapped_column(String(200))
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    approved_by: Mapped[str | None] = mapped_column(String(64))
+    approved_sha256: Mapped[str | None] = mapped_column(String(64))
+
+
+class CdsPackActivation(Base):
+    """The rule pack an organization evaluates with, and its optional stricter local overlay.
+
+    One row per organization (re-activation replaces it; the audit trail keeps the history).
+    ``effective_version`` is what evaluations report: the base version, or
+    ``<base>+local.<first 8 hex of overlay_sha256>`` with an overlay. Tenant-scoped by
+    row-level security on PostgreSQL.
+    """
+
+    __tablename__ = "cds_pack_activation"
+
+    organization_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    pack_id: Mapped[str] = mapped_column(String(64))
+    pack_version: Mapped[str] = mapped_column(String(64))
+    effective_version: Mapped[str] = mapped_column(String(64))
+    overlay: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    overlay_sha256: Mapped[str | None] = mapped_column(String(64))
+    activated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    activated_by: Mapped[str] = mapped_column(String(64))

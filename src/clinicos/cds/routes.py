@@ -30,12 +30,14 @@ async def evaluate_order(
     actor: Annotated[Actor, Depends(require(Permission.cds_evaluate))],
     accept_language: Annotated[str | None, Header(max_length=500)] = None,
 ) -> EvaluationRead:
+    container = request.app.state.container
     recorded = await record_inline_evaluation(
-        uows=request.app.state.container.uow,
+        uows=container.uow,
         actor=actor,
         facts=body.patient,
         order=body.order,
         as_of=body.as_of,
+        production=container.settings.env.value == "production",
     )
     return evaluation_read(
         evaluation_id=recorded.evaluation_id,

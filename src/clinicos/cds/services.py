@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
 
-from clinicos.cds.engine import Evaluation, Facts, Order, RulePack, evaluate, load_rule_pack
+from clinicos.cds.engine import Evaluation, Facts, Order, RulePack, evaluate
 from clinicos.cds.engine.inputs import MAX_AGE_YEARS
 from clinicos.cds.events import EvaluationRecorded
 from clinicos.cds.models import CdsEvaluation
+from clinicos.cds.packs import active_rule_pack
 from clinicos.governance import record_audit
 from clinicos.kernel.actor import Actor
 from clinicos.kernel.errors import FieldError, ValidationFailed
@@ -33,13 +33,6 @@ class RecordedEvaluation:
     evaluation: Evaluation
 
 
-@cache
-def default_rule_pack() -> RulePack:
-    """The packaged default pack, parsed once per process (per-organization activation of
-    approved packs and overlays is issue 5 point 2, not this use case)."""
-    return load_rule_pack()
-
-
 async def record_inline_evaluation(
     *,
     uows: UnitOfWorkFor,
@@ -48,14 +41,18 @@ async def record_inline_evaluation(
     order: Order,
     as_of: datetime | None = None,
     rule_pack: RulePack | None = None,
+    production: bool = False,
 ) -> RecordedEvaluation:
     """Check one order against facts given inline, and record the check in one transaction:
     the ``cds_evaluation`` row, its audit entry and the ``cds.EvaluationRecorded`` event.
 
-    An engine failure propagates (a 500, never a PASS); nothing is recorded then.
+    The pack is ``rule_pack`` if given, else the organization's active pack with its overlay
+    (``clinicos.cds.packs.active_rule_pack``; in production without an approved active pack,
+    ``RulePackNotActive``, a 503). An engine failure propagates (a 500, never a PASS);
+    nothing is recorded then.
     """
-    pack = rule_pack or default_rule_pack()
     async with uows(actor.organization_id) as uow:
+        pack = rule_pack or await active_rule_pack(uow, production=production)
         now = uow.clock.now()
         as_of = as_of or now
         _require_plausible_age(facts, as_of)
