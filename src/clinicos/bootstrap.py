@@ -22,6 +22,7 @@ from clinicos.platform.db.uow import SqlUnitOfWork
 from clinicos.platform.mail import Mailer, build_mailer
 from clinicos.platform.outbox.registry import HandlerRegistry, JobRegistry, ScheduledJob
 from clinicos.platform.outbox.worker import OutboxWorker, purge_delivered_outbox
+from clinicos.platform.phi import PhiKeyring
 from clinicos.platform.ratelimit import RateLimiter, build_rate_limiter
 
 
@@ -57,6 +58,7 @@ class Container:
     clock: Clock
     identity: IdentityRuntime
     rate_limiter: RateLimiter
+    phi: PhiKeyring
     handlers: HandlerRegistry = field(default_factory=HandlerRegistry)
     jobs: JobRegistry = field(default_factory=JobRegistry)
     schema: SchemaGate = field(init=False)
@@ -99,6 +101,7 @@ def build_container(
             settings, mailer=mailer or build_mailer(settings), clock=clock, sessions=sessions
         ),
         rate_limiter=build_rate_limiter(settings),
+        phi=PhiKeyring.from_settings(settings),
     )
     register_handlers(container.handlers)
     register_jobs(container.jobs, settings)

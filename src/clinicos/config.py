@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -245,6 +246,46 @@ class RateLimitSettings(BaseModel):
         return value
 
 
+_REASON_CODE = re.compile(r"[a-z0-9_]{1,64}")
+DEFAULT_OVERRIDE_REASON_CODES = (
+    "benefit_outweighs_risk",
+    "patient_tolerating",
+    "specialist_recommendation",
+    "data_out_of_date",
+    "other",
+)
+
+
+class CdsSettings(BaseModel):
+    """Decision support: the override reasons offered and who must sign off an override."""
+
+    override_reason_codes: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_OVERRIDE_REASON_CODES),
+        min_length=1,
+        description=(
+            "Reason codes a clinician may give when overriding a BLOCK or WARN, as a JSON list "
+            "(lower-case letters, digits and `_`); `other` also requires a comment."
+        ),
+    )
+    block_override_needs_cosign: bool = Field(
+        default=True,
+        description=(
+            "A BLOCK override stays `pending_cosign` until a pharmacist other than its author "
+            "co-signs it (our policy); `false` approves it at once."
+        ),
+    )
+
+    @field_validator("override_reason_codes")
+    @classmethod
+    def _reason_codes(cls, value: list[str]) -> list[str]:
+        for code in value:
+            if not _REASON_CODE.fullmatch(code):
+                raise ValueError("each code is 1-64 lower-case letters, digits or '_'")
+        if len(set(value)) != len(value):
+            raise ValueError("codes must be unique")
+        return value
+
+
 # PHI keys are 256-bit AES-GCM / HMAC-SHA256 keys, given as base64 (standard or URL-safe).
 PHI_KEY_BYTES = 32
 
@@ -381,6 +422,7 @@ class Settings(BaseSettings):
     phi: PhiSettings = Field(
         default=PhiSettings(), description="PHI field-encryption and blind-index keys."
     )
+    cds: CdsSettings = Field(default=CdsSettings(), description="Decision support overrides.")
     demo_password: SecretStr | None = Field(
         default=None,
         description=(

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from clinicos.bootstrap import Container, build_container
+from clinicos.cds.override_routes import router as cds_override_router
 from clinicos.cds.routes import router as cds_router
 from clinicos.config import Settings, load_settings
 from clinicos.governance.routes import router as governance_router
@@ -113,4 +114,5 @@ def create_app(
     app.include_router(identity_router)
     app.include_router(governance_router)
     app.include_router(cds_router)
+    app.include_router(cds_override_router)
     return app

@@ -13,7 +13,8 @@ KERNEL = "kernel"
 PLATFORM = "platform"
 COMPOSITION = {"main", "bootstrap", "cli", "config"}
 CONSOLE = "console"
-# Files of a context allowed to import FastAPI/Starlette (the HTTP edge).
+# Files of a context allowed to import FastAPI/Starlette (the HTTP edge): routes.py, any
+# <family>_routes.py a context splits its routes into, and dependencies.py.
 HTTP_EDGE_FILES = {"routes.py", "dependencies.py"}
 WEB_PACKAGES = ("fastapi", "starlette")
 
@@ -90,6 +91,7 @@ def violations_of_rules(imports: list[Import], context_names: set[str]) -> list[
             and src_top != CONSOLE
             and imp.target.split(".")[0] in WEB_PACKAGES
             and file_name not in HTTP_EDGE_FILES
+            and not file_name.endswith("_routes.py")
         ):
             bad.append(f"{where}: only routes import FastAPI/Starlette inside a context")
         if src_top in (KERNEL,) and imp.target.split(".")[0] in (*WEB_PACKAGES, "sqlalchemy"):

@@ -1,5 +1,5 @@
 """Decision support: the public face of the DOAC order check (pure engine, rule packs and their
-lifecycle, and the use case that runs a check and records it as a governance event)."""
+lifecycle, the use case that runs a check and records it as a governance event, and overrides)."""
 
 from clinicos.cds.engine import (
     DEFAULT_PACK_VERSION,
@@ -17,7 +17,19 @@ from clinicos.cds.engine import (
     load_rule_pack,
     parse_rule_pack,
 )
-from clinicos.cds.events import EvaluationRecorded
+from clinicos.cds.events import EvaluationRecorded, OverrideCosigned, OverrideRecorded
+from clinicos.cds.overrides import (
+    EvaluationNotOverridable,
+    OverrideExists,
+    OverrideNotPending,
+    OverridePolicy,
+    OverrideReason,
+    OverrideView,
+    SelfCosignRefused,
+    cosign_override,
+    override_reasons,
+    record_override,
+)
 from clinicos.cds.packs import (
     RulePackNotActive,
     RulePackNotApproved,
@@ -32,26 +44,38 @@ from clinicos.cds.services import RecordedEvaluation, record_inline_evaluation
 __all__ = [
     "DEFAULT_PACK_VERSION",
     "Evaluation",
+    "EvaluationNotOverridable",
     "EvaluationRecorded",
     "Facts",
     "Order",
     "OverlayError",
+    "OverrideCosigned",
+    "OverrideExists",
+    "OverrideNotPending",
+    "OverridePolicy",
+    "OverrideReason",
+    "OverrideRecorded",
+    "OverrideView",
     "PackOverlay",
     "Reason",
     "RecordedEvaluation",
     "RulePack",
     "RulePackNotActive",
     "RulePackNotApproved",
+    "SelfCosignRefused",
     "Suggestion",
     "activate_pack",
     "active_rule_pack",
     "apply_overlay",
     "approve_pack",
     "available_pack_versions",
+    "cosign_override",
     "evaluate",
     "list_packs",
     "load_rule_pack",
+    "override_reasons",
     "parse_rule_pack",
     "record_inline_evaluation",
+    "record_override",
     "show_pack",
 ]

@@ -25,3 +25,34 @@ class EvaluationRecorded(DomainEvent):
     rule_pack_id: str
     rule_pack_version: str
     input_hash: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class OverrideRecorded(DomainEvent):
+    """A clinician overrode a BLOCK or WARN evaluation with a reason code (issue 5 point 7).
+
+    ``status`` is ``approved`` or ``pending_cosign``; ``outcome`` the overridden evaluation's.
+    The free-text comment is never carried (it may hold PHI).
+    """
+
+    event_type = "cds.OverrideRecorded"
+    override_id: str
+    evaluation_id: str
+    created_by: str
+    reason_code: str
+    status: str
+    outcome: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class OverrideCosigned(DomainEvent):
+    """A pharmacist gave a pending BLOCK override its second sign-off; it is now approved."""
+
+    event_type = "cds.OverrideCosigned"
+    override_id: str
+    evaluation_id: str
+    created_by: str
+    cosigned_by: str
+    reason_code: str
+    status: str
+    outcome: str

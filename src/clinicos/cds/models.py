@@ -1,5 +1,5 @@
 """Decision-support tables: recorded evaluations (governance records, no PHI), the
-installation's rule-pack catalogue and each organization's active pack."""
+installation's rule-pack catalogue, each organization's active pack, and overrides."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Index, Numeric, String
+from sqlalchemy import JSON, ForeignKey, Index, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from clinicos.platform.db.base import Base, UTCDateTime
@@ -83,3 +83,27 @@ class CdsPackActivation(Base):
     overlay_sha256: Mapped[str | None] = mapped_column(String(64))
     activated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     activated_by: Mapped[str] = mapped_column(String(64))
+
+
+class CdsOverride(Base):
+    """A clinician's reasoned decision to proceed past a BLOCK or WARN evaluation.
+
+    One per evaluation. ``status`` is ``approved`` or ``pending_cosign`` (a BLOCK awaiting a
+    pharmacist's second sign-off). ``comment`` is free text and may hold PHI: it is stored
+    here only, never logged, audited or put in an event. Tenant-scoped by row-level security
+    on PostgreSQL; the app role may co-sign (update) but never delete one.
+    """
+
+    __tablename__ = "cds_override"
+    __table_args__ = (UniqueConstraint("evaluation_id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(36))
+    evaluation_id: Mapped[str] = mapped_column(String(36), ForeignKey("cds_evaluation.id"))
+    reason_code: Mapped[str] = mapped_column(String(64))
+    comment: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    created_by: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    cosigned_by: Mapped[str | None] = mapped_column(String(36))
+    cosigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

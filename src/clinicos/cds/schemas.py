@@ -1,4 +1,5 @@
-"""The inline evaluation API's contract: request and response bodies, and language choice."""
+"""The decision-support API's contract: evaluation and override request and response bodies,
+and language choice."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ _BY_PRIMARY_TAG: dict[str, Language] = {language: language for language in LANGU
 # Limits on what a caller controls (CONVENTIONS.md): list lengths and string lengths.
 MAX_OTHER_MEDICATIONS = 100
 MAX_MEDICATION_CHARS = 200
+MAX_OVERRIDE_COMMENT_CHARS = 1000
 RECORD_MODE_UNAVAILABLE = (
     "record mode (patient_id) is not available yet: it arrives with the records capability; "
     "send the patient's facts inline in 'patient'"
@@ -140,3 +142,40 @@ def _quality(params: str) -> float:
             except ValueError:
                 return 0.0
     return 1.0
+
+
+class OverrideRequest(BaseModel):
+    """``POST /api/v1/cds/overrides``: proceed past a BLOCK or WARN evaluation, with a reason."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    evaluation_id: str = Field(min_length=1, max_length=36, description="The evaluation.")
+    reason_code: str = Field(
+        min_length=1, max_length=64, description="One of `GET /api/v1/cds/override-reasons`."
+    )
+    comment: str | None = Field(
+        default=None,
+        max_length=MAX_OVERRIDE_COMMENT_CHARS,
+        description="Free text (required for `other`); stored only, never logged or audited.",
+    )
+
+
+class OverrideReasonRead(BaseModel):
+    """A CDS Hooks ``overrideReasons`` Coding."""
+
+    code: str
+    system: str
+    display: str
+
+
+class OverrideRead(BaseModel):
+    """An override and its sign-off state (the comment is not echoed)."""
+
+    override_id: str
+    evaluation_id: str
+    status: str
+    reason_code: str
+    created_by: str
+    created_at: datetime
+    cosigned_by: str | None
+    cosigned_at: datetime | None

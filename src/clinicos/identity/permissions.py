@@ -32,6 +32,8 @@ class Permission(StrEnum):
     break_glass_open = "break_glass:open"
     # cds
     cds_evaluate = "cds:evaluate"
+    cds_override = "cds:override"
+    cds_cosign = "cds:cosign"
 
 
 MATRIX: dict[Permission, frozenset[Role]] = {
@@ -43,6 +45,8 @@ MATRIX: dict[Permission, frozenset[Role]] = {
     Permission.audit_verify: frozenset({Role.admin, Role.auditor}),
     Permission.break_glass_open: frozenset({Role.clinician}),
     Permission.cds_evaluate: frozenset({Role.clinician, Role.pharmacist}),
+    Permission.cds_override: frozenset({Role.clinician}),
+    Permission.cds_cosign: frozenset({Role.pharmacist}),
 }
 
 

@@ -91,11 +91,17 @@ async def lock(container: Container, user_id: str) -> None:
 
 @dataclass(frozen=True)
 class IdRouteCase:
-    """How to put an object of this route's kind in A, and how to tell it was left alone."""
+    """How to put an object of this route's kind in A, and how to tell it was left alone.
+
+    ``caller_role``: the route's permission is not an admin's, so each tenant calls it through a
+    fresh member with this role instead. ``id_field``: where the response names the object.
+    """
 
     create_in_a: Callable[[World], Awaitable[str]]
     intact: Callable[[World, str], Awaitable[None]]
     body: dict[str, Any] | None = None
+    caller_role: str | None = None
+    id_field: str = "id"
 
 
 async def _user_in_a(world: World) -> str:
@@ -132,6 +138,70 @@ async def _user_still_locked(world: World, user_id: str) -> None:
     assert user.locked_until > world.container.clock.now()
 
 
+async def _member_of(world: World, admin: SignedIn, role: str) -> SignedIn:
+    """A signed-in member with ``role`` in the admin's organization."""
+    slug = admin.member.organization_slug
+    member = await new_member(
+        world.container,
+        organization_id=admin.member.organization_id,
+        organization_slug=slug,
+        email=f"{role}-{uuid.uuid4().hex[:8]}@{slug}.example.com",
+        roles=[role],
+    )
+    return await sign_in(world.client, member)
+
+
+async def _pending_override_in_a(world: World) -> str:
+    """A BLOCK evaluation in A (dabigatran VTE at CrCl 29), overridden by A's clinician."""
+    clinician = await staff_of_a(world, "prescriber")
+    week_ago = "2026-11-15"
+    evaluated = await world.client.post(
+        f"{API}/cds/evaluate",
+        headers=clinician.headers,
+        json={
+            "as_of": "2026-11-22T10:00:00Z",
+            "patient": {
+                "age_years": 75,
+                "sex": "male",
+                "weight_kg": 70,
+                "weight_measured_at": week_ago,
+                "serum_creatinine_mg_dl": 2.5,
+                "creatinine_measured_at": week_ago,
+            },
+            "order": {
+                "drug": "dabigatran",
+                "dose_mg": 150,
+                "frequency": "BID",
+                "indication": "vte_treatment",
+            },
+        },
+    )
+    assert evaluated.status_code == 200, evaluated.text
+    assert evaluated.json()["outcome"] == "BLOCK", evaluated.text
+    created = await world.client.post(
+        f"{API}/cds/overrides",
+        headers=clinician.headers,
+        json={
+            "evaluation_id": evaluated.json()["evaluation_id"],
+            "reason_code": "specialist_recommendation",
+        },
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["status"] == "pending_cosign"
+    return str(created.json()["override_id"])
+
+
+async def _override_still_pending(world: World, override_id: str) -> None:
+    async with world.owner_engine.connect() as conn:
+        status = (
+            await conn.execute(
+                text("SELECT status, cosigned_by FROM cds_override WHERE id = :id"),
+                {"id": override_id},
+            )
+        ).one()
+    assert tuple(status) == ("pending_cosign", None)
+
+
 ID_ROUTE_CASES: dict[tuple[str, str], IdRouteCase] = {
     ("GET", f"{API}/users/{{user_id}}"): IdRouteCase(
         create_in_a=_user_in_a, intact=_user_unchanged
@@ -141,6 +211,12 @@ ID_ROUTE_CASES: dict[tuple[str, str], IdRouteCase] = {
     ),
     ("POST", f"{API}/users/{{user_id}}/unlock"): IdRouteCase(
         create_in_a=_locked_user_in_a, intact=_user_still_locked
+    ),
+    ("POST", f"{API}/cds/overrides/{{override_id}}/cosign"): IdRouteCase(
+        create_in_a=_pending_override_in_a,
+        intact=_override_still_pending,
+        caller_role="pharmacist",
+        id_field="override_id",
     ),
 }
 
@@ -180,11 +256,15 @@ async def test_id_route_when_object_belongs_to_other_tenant_returns_404(
     # Arrange
     case = ID_ROUTE_CASES[key]
     object_id = await case.create_in_a(world)
+    b_caller, a_caller = world.b, world.a
+    if case.caller_role is not None:
+        b_caller = await _member_of(world, world.b, case.caller_role)
+        a_caller = await _member_of(world, world.a, case.caller_role)
     a_audit_before = await audit_count(world.owner_engine, world.a.member.organization_id)
 
     # Act
-    foreign = await call(world, key, object_id, who=world.b)
-    missing = await call(world, key, str(uuid.uuid4()), who=world.b)
+    foreign = await call(world, key, object_id, who=b_caller)
+    missing = await call(world, key, str(uuid.uuid4()), who=b_caller)
 
     # Assert: a plain 404, indistinguishable from an id that does not exist.
     foreign_body = assert_problem(foreign, 404, "not_found")
@@ -199,10 +279,10 @@ async def test_id_route_when_object_belongs_to_other_tenant_returns_404(
     ), "B's attempt wrote into A's audit chain"
     await case.intact(world, object_id)
 
-    # Control: the same call by A's own admin reaches the object.
-    own = await call(world, key, object_id, who=world.a)
+    # Control: the same call by A's own admin (or member with the role) reaches the object.
+    own = await call(world, key, object_id, who=a_caller)
     assert own.status_code == 200, own.text
-    assert own.json()["id"] == object_id
+    assert own.json()[case.id_field] == object_id
 
 
 # -- client-supplied organization_id -------------------------------------------------------------

@@ -1,0 +1,269 @@
+"""Override use cases (issue 5 point 5, and the override half of point 7): a clinician proceeds
+past a BLOCK or WARN evaluation with a reason code; a BLOCK override waits for a pharmacist's
+second sign-off (per policy). Each step writes its audit row and domain event in the same
+transaction. The free-text comment may hold PHI: it is stored, never logged, audited or emitted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from clinicos.cds.events import OverrideCosigned, OverrideRecorded
+from clinicos.cds.models import CdsEvaluation, CdsOverride
+from clinicos.governance import record_audit
+from clinicos.kernel.actor import Actor
+from clinicos.kernel.errors import Conflict, FieldError, NotFound, ValidationFailed
+from clinicos.kernel.ids import new_id
+from clinicos.platform.db.uow import SqlUnitOfWork
+from clinicos.platform.phi import PhiKeyring
+
+UnitOfWorkFor = Callable[[str | None], SqlUnitOfWork]
+
+APPROVED = "approved"
+PENDING_COSIGN = "pending_cosign"
+OVERRIDABLE_OUTCOMES = frozenset({"BLOCK", "WARN"})
+OTHER = "other"
+REASON_SYSTEM = "https://clinicos.dev/cds/override-reasons"
+AUDIT_OVERRIDE = "cds.override"
+AUDIT_COSIGN = "cds.override_cosign"
+AUDIT_TARGET_TYPE = "cds_override"
+_DISPLAYS = {
+    "benefit_outweighs_risk": "Benefit outweighs risk",
+    "patient_tolerating": "Patient already tolerating the medication",
+    "specialist_recommendation": "Specialist recommendation",
+    "data_out_of_date": "Patient data out of date",
+    "other": "Other (comment required)",
+}
+
+
+class EvaluationNotOverridable(Conflict):
+    code = "cds_evaluation_not_overridable"
+    title = "Only BLOCK and WARN evaluations can be overridden"
+
+
+class OverrideExists(Conflict):
+    code = "cds_override_exists"
+    title = "This evaluation already has an override"
+
+
+class OverrideNotPending(Conflict):
+    code = "cds_override_not_pending"
+    title = "This override is not awaiting a co-signature"
+
+
+class SelfCosignRefused(Conflict):
+    code = "cds_override_self_cosign"
+    title = "An override cannot be co-signed by its author"
+
+
+@dataclass(frozen=True)
+class OverridePolicy:
+    """What the organization accepts: the reason codes, and whether BLOCK needs a co-sign."""
+
+    reason_codes: tuple[str, ...]
+    block_needs_cosign: bool = True
+
+
+@dataclass(frozen=True)
+class OverrideReason:
+    """One reason as a CDS Hooks ``overrideReasons`` Coding."""
+
+    code: str
+    system: str
+    display: str
+
+
+@dataclass(frozen=True)
+class OverrideView:
+    """An override as the API shows it (no comment: it is write-only free text)."""
+
+    override_id: str
+    evaluation_id: str
+    status: str
+    reason_code: str
+    created_by: str
+    created_at: datetime
+    cosigned_by: str | None
+    cosigned_at: datetime | None
+
+
+def override_reasons(codes: Sequence[str]) -> list[OverrideReason]:
+    """The configured reason codes as CDS Hooks Codings, in configured order."""
+    return [
+        OverrideReason(code=code, system=REASON_SYSTEM, display=_display(code)) for code in codes
+    ]
+
+
+def _display(code: str) -> str:
+    return _DISPLAYS.get(code) or code.replace("_", " ").capitalize()
+
+
+async def record_override(
+    *,
+    uows: UnitOfWorkFor,
+    actor: Actor,
+    policy: OverridePolicy,
+    evaluation_id: str,
+    reason_code: str,
+    comment: str | None,
+    phi: PhiKeyring,
+) -> OverrideView:
+    """Override one BLOCK/WARN evaluation of the actor's organization with a reason.
+
+    Another organization's evaluation is a 404 (as is an unknown id); PASS/ATTEST or a second
+    override a 409; an unknown reason code, or ``other`` without a comment, a 422.
+    """
+    comment = _checked_comment(policy, reason_code, comment)
+    async with uows(actor.organization_id) as uow:
+        evaluation = await _evaluation(uow, actor, evaluation_id)
+        if evaluation.outcome not in OVERRIDABLE_OUTCOMES:
+            raise EvaluationNotOverridable(
+                f"a {evaluation.outcome} evaluation cannot be overridden; "
+                "ATTEST is resolved by attesting or updating the data"
+            )
+        await _require_no_override(uow, evaluation_id)
+        needs_cosign = evaluation.outcome == "BLOCK" and policy.block_needs_cosign
+        row_id = new_id()
+        row = CdsOverride(
+            id=row_id,
+            organization_id=actor.organization_id,
+            evaluation_id=evaluation.id,
+            reason_code=reason_code,
+            # Free text may name the patient: encrypted at rest, bound to this row and column.
+            comment=phi.encrypt(comment, table="cds_override", column="comment", row_id=row_id),
+            status=PENDING_COSIGN if needs_cosign else APPROVED,
+            created_by=actor.user_id,
+            created_at=uow.clock.now(),
+        )
+        uow.session.add(row)
+        try:
+            await uow.session.flush()
+        except IntegrityError:  # a concurrent override of the same evaluation won the race
+            raise OverrideExists("an evaluation is overridden at most once") from None
+        await _audit(uow, actor, AUDIT_OVERRIDE, row.id)
+        uow.record(_recorded_event(row, evaluation.outcome))
+        await uow.commit()
+    return _view(row)
+
+
+async def cosign_override(*, uows: UnitOfWorkFor, actor: Actor, override_id: str) -> OverrideView:
+    """A pharmacist's second sign-off of a pending BLOCK override: it becomes approved.
+
+    Unknown or another organization's id → 404; not pending, or by its author → 409.
+    """
+    async with uows(actor.organization_id) as uow:
+        # Locked on PostgreSQL, so two concurrent co-signs cannot both pass the status check.
+        row = await uow.session.get(CdsOverride, override_id, with_for_update=True)
+        if row is None or row.organization_id != actor.organization_id:
+            raise NotFound("no such override")
+        if row.status != PENDING_COSIGN:
+            raise OverrideNotPending("only an override awaiting a co-signature can be co-signed")
+        if row.created_by == actor.user_id:
+            raise SelfCosignRefused("the second sign-off must come from someone else")
+        evaluation = await uow.session.get(CdsEvaluation, row.evaluation_id)
+        outcome = evaluation.outcome if evaluation is not None else "BLOCK"
+        row.status = APPROVED
+        row.cosigned_by = actor.user_id
+        row.cosigned_at = uow.clock.now()
+        await uow.session.flush()
+        await _audit(uow, actor, AUDIT_COSIGN, row.id)
+        uow.record(_cosigned_event(row, outcome))
+        await uow.commit()
+    return _view(row)
+
+
+def _checked_comment(policy: OverridePolicy, reason_code: str, comment: str | None) -> str | None:
+    """The comment to store (None when blank); 422 on an unknown code or a bare ``other``."""
+    if reason_code not in policy.reason_codes:
+        raise ValidationFailed(
+            "invalid fields: body.reason_code",
+            errors=(
+                FieldError(
+                    loc=("body", "reason_code"),
+                    message="must be one of: " + ", ".join(policy.reason_codes),
+                ),
+            ),
+        )
+    text = comment.strip() if comment is not None else ""
+    if reason_code == OTHER and not text:
+        raise ValidationFailed(
+            "invalid fields: body.comment",
+            errors=(
+                FieldError(loc=("body", "comment"), message="required when reason_code is other"),
+            ),
+        )
+    return text or None
+
+
+async def _evaluation(uow: SqlUnitOfWork, actor: Actor, evaluation_id: str) -> CdsEvaluation:
+    evaluation = await uow.session.get(CdsEvaluation, evaluation_id)
+    # Row-level security hides other tenants' rows on PostgreSQL; SQLite relies on this check.
+    if evaluation is None or evaluation.organization_id != actor.organization_id:
+        raise NotFound("no such evaluation")
+    return evaluation
+
+
+async def _require_no_override(uow: SqlUnitOfWork, evaluation_id: str) -> None:
+    existing = await uow.session.scalar(
+        select(CdsOverride.id).where(CdsOverride.evaluation_id == evaluation_id)
+    )
+    if existing is not None:
+        raise OverrideExists("an evaluation is overridden at most once")
+
+
+async def _audit(uow: SqlUnitOfWork, actor: Actor, action: str, override_id: str) -> None:
+    await record_audit(
+        uow,
+        organization_id=actor.organization_id,
+        actor_type="user",
+        actor_id=actor.user_id,
+        action=action,
+        target_type=AUDIT_TARGET_TYPE,
+        target_id=override_id,
+        purpose="treatment",
+        outcome="success",
+        request_id=actor.request_id,
+    )
+
+
+def _recorded_event(row: CdsOverride, outcome: str) -> OverrideRecorded:
+    return OverrideRecorded(
+        organization_id=row.organization_id,
+        override_id=row.id,
+        evaluation_id=row.evaluation_id,
+        created_by=row.created_by,
+        reason_code=row.reason_code,
+        status=row.status,
+        outcome=outcome,
+    )
+
+
+def _cosigned_event(row: CdsOverride, outcome: str) -> OverrideCosigned:
+    return OverrideCosigned(
+        organization_id=row.organization_id,
+        override_id=row.id,
+        evaluation_id=row.evaluation_id,
+        created_by=row.created_by,
+        cosigned_by=row.cosigned_by or "",
+        reason_code=row.reason_code,
+        status=row.status,
+        outcome=outcome,
+    )
+
+
+def _view(row: CdsOverride) -> OverrideView:
+    return OverrideView(
+        override_id=row.id,
+        evaluation_id=row.evaluation_id,
+        status=row.status,
+        reason_code=row.reason_code,
+        created_by=row.created_by,
+        created_at=row.created_at,
+        cosigned_by=row.cosigned_by,
+        cosigned_at=row.cosigned_at,
+    )
