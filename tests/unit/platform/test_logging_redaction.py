@@ -128,3 +128,18 @@ def test_exception_logged_without_its_message() -> None:
     out = stream.getvalue()
     assert "ana@example.org" not in out
     assert json.loads(out.strip().splitlines()[-1])["exc_type"] == "builtins.ValueError"
+
+
+def test_database_driver_debug_lines_never_reach_the_log() -> None:
+    import logging
+
+    stream = io.StringIO()
+    configure_logging("DEBUG", json=True, stream=stream)
+    try:
+        # aiosqlite logs each statement with its parameters at DEBUG.
+        logging.getLogger("aiosqlite").debug("executing %s with %s", "INSERT", ("Maria Quispe",))
+        logging.getLogger("sqlalchemy.engine.Engine").info("SELECT 1")
+    finally:
+        configure_logging("INFO", json=True)
+    assert "Maria Quispe" not in stream.getvalue()
+    assert "SELECT 1" not in stream.getvalue()

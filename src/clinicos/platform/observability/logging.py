@@ -178,10 +178,11 @@ def configure_logging(
     root.setLevel(level)
     # uvicorn's own access log would print raw paths (which may hold ids); we log our own line.
     logging.getLogger("uvicorn.access").disabled = True
-    # Database drivers log statement parameters (PHI) at DEBUG: never below INFO, whatever the
-    # root level says.
-    for driver in ("aiosqlite", "psycopg", "sqlalchemy.engine", "sqlalchemy.pool"):
-        logging.getLogger(driver).setLevel(max(logging.INFO, root.level))
+    # Database drivers log statements and their parameters (PHI) at DEBUG/INFO: only their
+    # warnings get through, whatever the root level. (SQLAlchemy's own `echo` keeps working: it
+    # sets its engine logger's level itself, and bound values stay hidden by hide_parameters.)
+    for driver in ("aiosqlite", "psycopg"):
+        logging.getLogger(driver).setLevel(max(logging.WARNING, root.level))
     # Alembic narrates every schema-state check at INFO; only its warnings matter at run time.
     logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
     for name in ("uvicorn", "uvicorn.error"):
