@@ -191,9 +191,6 @@ class IdentitySettings(BaseModel):
     email_verification_ttl_hours: int = Field(
         default=48, ge=1, description="Lifetime of an email-verification link."
     )
-    break_glass_minutes: int = Field(
-        default=60, ge=5, le=24 * 60, description="Length of an emergency-access grant."
-    )
     argon2_time_cost: int = Field(default=3, ge=1, description="argon2id iterations.")
     argon2_memory_kib: int = Field(default=65536, ge=8, description="argon2id memory in KiB.")
     argon2_parallelism: int = Field(default=4, ge=1, description="argon2id lanes.")

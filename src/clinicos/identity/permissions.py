@@ -28,8 +28,6 @@ class Permission(StrEnum):
     # governance
     audit_read = "audit:read"
     audit_verify = "audit:verify"
-    # emergency access to a patient outside normal scope (always reasoned, time-limited, audited)
-    break_glass_open = "break_glass:open"
     # cds
     cds_evaluate = "cds:evaluate"
     cds_override = "cds:override"
@@ -43,7 +41,6 @@ MATRIX: dict[Permission, frozenset[Role]] = {
     Permission.user_manage: frozenset({Role.admin}),
     Permission.audit_read: frozenset({Role.admin, Role.auditor}),
     Permission.audit_verify: frozenset({Role.admin, Role.auditor}),
-    Permission.break_glass_open: frozenset({Role.clinician}),
     Permission.cds_evaluate: frozenset({Role.clinician, Role.pharmacist}),
     Permission.cds_override: frozenset({Role.clinician}),
     Permission.cds_cosign: frozenset({Role.pharmacist}),

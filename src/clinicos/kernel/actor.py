@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from clinicos.kernel.errors import PermissionDenied
 
@@ -15,8 +15,6 @@ class Actor:
     permissions: frozenset[str]
     session_id: str | None = None
     request_id: str | None = None
-    # Patients this actor may reach outside normal scope through an open break-glass grant.
-    break_glass_patient_ids: frozenset[str] = field(default_factory=frozenset)
 
     def can(self, permission: str) -> bool:
         return permission in self.permissions

@@ -73,14 +73,13 @@ def test_is_allowed_when_clinician_asks_for_users_or_audit_denies() -> None:
         Permission.audit_verify,
     ):
         assert not is_allowed([Role.clinician], permission)
-    assert is_allowed([Role.clinician], Permission.break_glass_open)
 
 
 def test_permissions_for_when_several_roles_returns_union() -> None:
     both = permissions_for([Role.clinician, Role.auditor])
 
     assert both == permissions_for([Role.clinician]) | permissions_for([Role.auditor])
-    assert Permission.break_glass_open in both and Permission.audit_read in both
+    assert Permission.audit_read in both
 
 
 def test_permissions_for_when_roles_given_as_strings_matches_enum() -> None:
