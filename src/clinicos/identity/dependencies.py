@@ -16,6 +16,7 @@ from clinicos.identity.services.audit import audit_by_actor
 from clinicos.identity.services.sessions import ENROLL_SCOPE, authenticate
 from clinicos.kernel.actor import Actor
 from clinicos.kernel.errors import PermissionDenied
+from clinicos.platform.http.problems import request_id_of
 from clinicos.platform.http.ratelimit import enforce
 
 PERMISSION_ATTR = "clinicos_permission"
@@ -43,8 +44,7 @@ async def _actor(
         uows=container.uow,
         runtime=container.identity,
         access_token=_bearer(request),
-        request_id=getattr(request.state, "request_id", None)
-        or request.scope.get("state", {}).get("request_id"),
+        request_id=request_id_of(request.scope),
     )
     if scope == ENROLL_SCOPE and not allow_enroll_scope:
         raise PermissionDenied(

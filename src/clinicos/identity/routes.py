@@ -37,6 +37,7 @@ from clinicos.identity.services import (
     users,
 )
 from clinicos.kernel.actor import Actor
+from clinicos.platform.http.problems import request_id_of
 from clinicos.platform.http.ratelimit import enforce
 
 router = APIRouter(prefix="/api/v1", tags=["identity"])
@@ -49,7 +50,7 @@ def _container(request: Request):  # type: ignore[no-untyped-def]
 
 
 def _request_id(request: Request) -> str | None:
-    return request.scope.get("state", {}).get("request_id")
+    return request_id_of(request.scope)
 
 
 def _client_ip(request: Request) -> str:

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from clinicos.kernel.errors import PayloadTooLarge
 from clinicos.kernel.ids import new_id
 from clinicos.platform.db.schema import SchemaGate
-from clinicos.platform.http.problems import problem_body, problem_response
+from clinicos.platform.http.problems import problem_body, problem_response, request_id_of
 from clinicos.platform.observability.logging import get_logger
 from clinicos.platform.observability.metrics import HTTP_IN_FLIGHT, HTTP_LATENCY, HTTP_REQUESTS
 from clinicos.platform.observability.tracing import Tracing
@@ -151,7 +151,7 @@ class BodySizeLimitMiddleware:
             title=PayloadTooLarge.title,
             detail=self._detail(),
             instance=None,
-            request_id=scope.get("state", {}).get("request_id"),
+            request_id=request_id_of(scope),
         )
         await problem_response(body, headers={"Connection": "close"})(scope, receive, send)
 
@@ -180,7 +180,7 @@ class SchemaGateMiddleware:
             title="Database schema is not current",
             detail="the database schema is behind this release; run `clinicos db upgrade`",
             instance=None,
-            request_id=scope.get("state", {}).get("request_id"),
+            request_id=request_id_of(scope),
         )
         await problem_response(body, headers={"Retry-After": "30"})(scope, receive, send)
 
