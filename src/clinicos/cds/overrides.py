@@ -135,7 +135,13 @@ async def record_override(
             evaluation_id=evaluation.id,
             reason_code=reason_code,
             # Free text may name the patient: encrypted at rest, bound to this row and column.
-            comment=phi.encrypt(comment, table="cds_override", column="comment", row_id=row_id),
+            comment=phi.encrypt(
+                comment,
+                organization_id=actor.organization_id,
+                table="cds_override",
+                column="comment",
+                row_id=row_id,
+            ),
             status=PENDING_COSIGN if needs_cosign else APPROVED,
             created_by=actor.user_id,
             created_at=uow.clock.now(),

@@ -2,8 +2,9 @@
 
 Each protected value is stored as a self-describing token ``v<version>:<base64(nonce|ct|tag)>``,
 sealed with AES-256-GCM under the data key of ``version``. The associated data is
-``"<table>|<column>|<row_id>|v<version>"``, so a token copied to another row, column or table —
-or relabelled with another version — fails to decrypt instead of showing someone else's data.
+``"<organization_id>|<table>|<column>|<row_id>|v<version>"``, so a token copied to another
+organization, row, column or table — or relabelled with another version — fails to decrypt
+instead of showing someone else's data.
 
 Exact-match search goes through blind indexes: HMAC-SHA256 of a normalised value under a key
 derived per table and column from a separate blind-index key, so equal values in two columns
@@ -60,8 +61,9 @@ _TOKEN = re.compile(r"v([1-9][0-9]{0,8}):([A-Za-z0-9+/]+={0,2})\Z")
 # Table and column names never contain the "|" that separates the associated-data parts.
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
 
-PhiRow = tuple[str, Mapping[str, str | None]]
-"""``(row_id, {column: token or None})`` — one row's protected columns, storage-agnostic."""
+PhiRow = tuple[str, str, Mapping[str, str | None]]
+"""``(organization_id, row_id, {column: token or None})`` — one row's protected columns,
+storage-agnostic."""
 
 
 class PhiDecryptionFailed(DomainError):
@@ -218,24 +220,36 @@ class PhiKeyring:
     # -- encryption ----------------------------------------------------------------------------
 
     @overload
-    def encrypt(self, plaintext: str, *, table: str, column: str, row_id: str) -> str: ...
+    def encrypt(
+        self, plaintext: str, *, organization_id: str, table: str, column: str, row_id: str
+    ) -> str: ...
     @overload
-    def encrypt(self, plaintext: None, *, table: str, column: str, row_id: str) -> None: ...
-    def encrypt(self, plaintext: str | None, *, table: str, column: str, row_id: str) -> str | None:
+    def encrypt(
+        self, plaintext: None, *, organization_id: str, table: str, column: str, row_id: str
+    ) -> None: ...
+    def encrypt(
+        self, plaintext: str | None, *, organization_id: str, table: str, column: str, row_id: str
+    ) -> str | None:
         """Seal ``plaintext`` for one cell under the active key; None stays None."""
         if plaintext is None:
             return None
         version = self._active_version
         nonce = secrets.token_bytes(_NONCE_BYTES)
-        aad = _associated_data(table, column, row_id, version)
+        aad = _associated_data(organization_id, table, column, row_id, version)
         sealed = self._aeads[version].encrypt(nonce, plaintext.encode("utf-8"), aad)
         return f"v{version}:{base64.b64encode(nonce + sealed).decode('ascii')}"
 
     @overload
-    def decrypt(self, token: str, *, table: str, column: str, row_id: str) -> str: ...
+    def decrypt(
+        self, token: str, *, organization_id: str, table: str, column: str, row_id: str
+    ) -> str: ...
     @overload
-    def decrypt(self, token: None, *, table: str, column: str, row_id: str) -> None: ...
-    def decrypt(self, token: str | None, *, table: str, column: str, row_id: str) -> str | None:
+    def decrypt(
+        self, token: None, *, organization_id: str, table: str, column: str, row_id: str
+    ) -> None: ...
+    def decrypt(
+        self, token: str | None, *, organization_id: str, table: str, column: str, row_id: str
+    ) -> str | None:
         """Open a token sealed for this cell, under whichever key version it names (old versions
         keep working after rotation). Raises :class:`PhiDecryptionFailed`; None stays None."""
         if token is None:
@@ -259,7 +273,7 @@ class PhiKeyring:
             raise failed("token body is not base64", version) from None
         if len(blob) < _NONCE_BYTES + _TAG_BYTES:
             raise failed("token is truncated", version)
-        aad = _associated_data(table, column, row_id, version)
+        aad = _associated_data(organization_id, table, column, row_id, version)
         try:
             plaintext = aead.decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], aad)
         except InvalidTag:
@@ -283,16 +297,23 @@ class PhiKeyring:
             return True
 
     @overload
-    def reencrypt(self, token: str, *, table: str, column: str, row_id: str) -> str: ...
+    def reencrypt(
+        self, token: str, *, organization_id: str, table: str, column: str, row_id: str
+    ) -> str: ...
     @overload
-    def reencrypt(self, token: None, *, table: str, column: str, row_id: str) -> None: ...
-    def reencrypt(self, token: str | None, *, table: str, column: str, row_id: str) -> str | None:
+    def reencrypt(
+        self, token: None, *, organization_id: str, table: str, column: str, row_id: str
+    ) -> None: ...
+    def reencrypt(
+        self, token: str | None, *, organization_id: str, table: str, column: str, row_id: str
+    ) -> str | None:
         """The same cell's value sealed under the active version; a token already under it is
         returned as it is. Raises :class:`PhiDecryptionFailed` like :meth:`decrypt`."""
         if token is None or not self.needs_reencryption(token):
             return token
-        plaintext = self.decrypt(token, table=table, column=column, row_id=row_id)
-        return self.encrypt(plaintext, table=table, column=column, row_id=row_id)
+        cell = {"organization_id": organization_id, "table": table, "column": column}
+        plaintext = self.decrypt(token, **cell, row_id=row_id)
+        return self.encrypt(plaintext, **cell, row_id=row_id)
 
     # -- blind indexes -------------------------------------------------------------------------
 
@@ -325,19 +346,28 @@ class PhiKeyring:
         return cached
 
 
-def _associated_data(table: str, column: str, row_id: str, version: int) -> bytes:
+def _associated_data(
+    organization_id: str, table: str, column: str, row_id: str, version: int
+) -> bytes:
     _check_identifier("table", table)
     _check_identifier("column", column)
-    if not row_id:
-        raise ValueError("row_id must not be empty")
-    return f"{table}|{column}|{row_id}|v{version}".encode()
+    if not row_id or "|" in row_id:
+        raise ValueError("row_id must be non-empty and free of '|'")
+    if not organization_id or "|" in organization_id:
+        raise ValueError("organization_id must be non-empty and free of '|'")
+    return f"{organization_id}|{table}|{column}|{row_id}|v{version}".encode()
 
 
 # -- key rotation ------------------------------------------------------------------------------
 
 
 def reencrypt_row(
-    row_id: str, columns: Mapping[str, str | None], keyring: PhiKeyring, *, table: str
+    row_id: str,
+    columns: Mapping[str, str | None],
+    keyring: PhiKeyring,
+    *,
+    organization_id: str,
+    table: str,
 ) -> dict[str, str]:
     """The columns of one row whose tokens are not under the active key, re-sealed under it.
 
@@ -346,14 +376,16 @@ def reencrypt_row(
     changed: dict[str, str] = {}
     for column, token in columns.items():
         if token is not None and keyring.needs_reencryption(token):
-            changed[column] = keyring.reencrypt(token, table=table, column=column, row_id=row_id)
+            changed[column] = keyring.reencrypt(
+                token, organization_id=organization_id, table=table, column=column, row_id=row_id
+            )
     return changed
 
 
 async def reencrypt_batch(
     rows: Iterable[PhiRow], keyring: PhiKeyring, *, table: str
 ) -> list[tuple[str, dict[str, str]]]:
-    """Re-seal a batch of ``(row_id, {column: token})`` under the active key.
+    """Re-seal a batch of ``(organization_id, row_id, {column: token})`` under the active key.
 
     Returns only the rows that changed, each with only its changed columns, in input order —
     what the caller should write back. Write each one as a compare-and-set (``UPDATE … SET
@@ -361,8 +393,10 @@ async def reencrypt_batch(
     for the next pass; a batch that is interrupted can simply be run again. The loop yields to
     the event loop between rows, so a job on the API's loop does not starve requests."""
     changed_rows: list[tuple[str, dict[str, str]]] = []
-    for row_id, columns in rows:
-        changed = reencrypt_row(row_id, columns, keyring, table=table)
+    for organization_id, row_id, columns in rows:
+        changed = reencrypt_row(
+            row_id, columns, keyring, organization_id=organization_id, table=table
+        )
         if changed:
             changed_rows.append((row_id, changed))
         await asyncio.sleep(0)

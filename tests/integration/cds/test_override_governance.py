@@ -58,7 +58,11 @@ async def test_override_and_cosign_write_audit_and_event_without_comment(
     # Stored encrypted, bound to this row and column; only the keyring opens it.
     assert row.comment is not None and SECRET_COMMENT not in row.comment
     opened = container.phi.decrypt(
-        row.comment, table="cds_override", column="comment", row_id=row.id
+        row.comment,
+        organization_id=row.organization_id,
+        table="cds_override",
+        column="comment",
+        row_id=row.id,
     )
     assert opened == SECRET_COMMENT
     rows = await governance_rows(owner_engine, org)

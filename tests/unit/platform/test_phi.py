@@ -29,7 +29,12 @@ from clinicos.platform.phi import (
 K1 = bytes(range(32))
 K2 = bytes(range(32, 64))
 BLIND = bytes(range(64, 96))
-CELL = {"table": "patient", "column": "family_name", "row_id": "7f9c0a1e-row-1"}
+CELL = {
+    "organization_id": "org-1",
+    "table": "patient",
+    "column": "family_name",
+    "row_id": "7f9c0a1e-row-1",
+}
 
 
 def b64(raw: bytes) -> str:
@@ -71,8 +76,9 @@ def test_encrypt_and_decrypt_none_pass_through() -> None:
         {"row_id": "7f9c0a1e-row-2"},
         {"column": "given_name"},
         {"table": "contact"},
+        {"organization_id": "org-2"},
     ],
-    ids=["other-row", "other-column", "other-table"],
+    ids=["other-row", "other-column", "other-table", "other-organization"],
 )
 def test_decrypt_token_moved_to_another_cell_fails(other: dict[str, str]) -> None:
     token = RING.encrypt("Quispe", **CELL)
@@ -163,6 +169,8 @@ def test_decryption_failed_is_a_500_domain_error_without_secrets() -> None:
         {**CELL, "table": "patient|x"},
         {**CELL, "column": "Family Name"},
         {**CELL, "row_id": ""},
+        {**CELL, "organization_id": ""},
+        {**CELL, "organization_id": "org|1"},
     ],
 )
 def test_encrypt_with_unsafe_cell_names_is_a_programming_error(cell: dict[str, str]) -> None:
@@ -227,12 +235,17 @@ async def test_reencrypt_batch_returns_only_changed_rows_and_columns() -> None:
     v1, v2 = keyring(1), keyring(2)
 
     def cell(row: str, column: str) -> dict[str, str]:
-        return {"table": "patient", "column": column, "row_id": row}
+        return {"organization_id": "org-1", "table": "patient", "column": column, "row_id": row}
 
     rows: list[PhiRow] = [
-        ("r1", {"family_name": v1.encrypt("Quispe", **cell("r1", "family_name")), "phone": None}),
-        ("r2", {"family_name": v2.encrypt("Mamani", **cell("r2", "family_name"))}),
         (
+            "org-1",
+            "r1",
+            {"family_name": v1.encrypt("Quispe", **cell("r1", "family_name")), "phone": None},
+        ),
+        ("org-1", "r2", {"family_name": v2.encrypt("Mamani", **cell("r2", "family_name"))}),
+        (
+            "org-1",
             "r3",
             {
                 "family_name": v2.encrypt("Condori", **cell("r3", "family_name")),
@@ -250,12 +263,14 @@ async def test_reencrypt_batch_returns_only_changed_rows_and_columns() -> None:
     assert token_version(r1_token) == 2
     assert v2.decrypt(r1_token, **cell("r1", "family_name")) == "Quispe"
     updates = dict(changed)
-    written = [(row_id, {**columns, **updates.get(row_id, {})}) for row_id, columns in rows]
+    written: list[PhiRow] = [
+        (org, row_id, {**columns, **updates.get(row_id, {})}) for org, row_id, columns in rows
+    ]
     assert await reencrypt_batch(written, v2, table="patient") == []  # a second pass: nothing
 
 
 async def test_reencrypt_batch_with_a_broken_token_names_row_and_column() -> None:
-    rows: list[PhiRow] = [("r9", {"email": "v1:" + b64(os.urandom(40))})]
+    rows: list[PhiRow] = [("org-1", "r9", {"email": "v1:" + b64(os.urandom(40))})]
 
     with pytest.raises(PhiDecryptionFailed) as info:
         await reencrypt_batch(rows, keyring(2), table="patient")
@@ -264,9 +279,12 @@ async def test_reencrypt_batch_with_a_broken_token_names_row_and_column() -> Non
 
 
 def test_reencrypt_row_with_nothing_to_do_is_empty() -> None:
-    token = RING.encrypt("Ana", table="patient", column="given_name", row_id="r1")
+    token = RING.encrypt(
+        "Ana", organization_id="org-1", table="patient", column="given_name", row_id="r1"
+    )
 
-    assert reencrypt_row("r1", {"given_name": token, "phone": None}, RING, table="patient") == {}
+    columns = {"given_name": token, "phone": None}
+    assert reencrypt_row("r1", columns, RING, organization_id="org-1", table="patient") == {}
 
 
 # -- blind indexes -----------------------------------------------------------------------------
