@@ -24,12 +24,13 @@ from clinicos.platform.outbox.registry import HandlerRegistry, JobRegistry, Sche
 from clinicos.platform.outbox.worker import OutboxWorker, purge_delivered_outbox
 from clinicos.platform.phi import PhiKeyring
 from clinicos.platform.ratelimit import RateLimiter, build_rate_limiter
+from clinicos.records import models as records_models
 
 
 def all_models_metadata() -> MetaData:
     """Import every module that declares tables, so Alembic and tests see the whole schema."""
     # every context's `models` module is listed here
-    _ = (platform_models, identity_models, governance_models, cds_models)
+    _ = (platform_models, identity_models, governance_models, cds_models, records_models)
     return Base.metadata
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import JSON, ForeignKey, Index, Numeric, String, Text, UniqueCon
 from sqlalchemy.orm import Mapped, mapped_column
 
 from clinicos.platform.db.base import Base, UTCDateTime
+from clinicos.platform.phi import ENCRYPTED_COLUMN
 
 
 class CdsEvaluation(Base):
@@ -101,7 +102,7 @@ class CdsOverride(Base):
     organization_id: Mapped[str] = mapped_column(String(36))
     evaluation_id: Mapped[str] = mapped_column(String(36), ForeignKey("cds_evaluation.id"))
     reason_code: Mapped[str] = mapped_column(String(64))
-    comment: Mapped[str | None] = mapped_column(Text)
+    comment: Mapped[str | None] = mapped_column(Text, info=dict(ENCRYPTED_COLUMN))
     status: Mapped[str] = mapped_column(String(16))
     created_by: Mapped[str] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -28,6 +28,15 @@ class Permission(StrEnum):
     # governance
     audit_read = "audit:read"
     audit_verify = "audit:verify"
+    # records
+    patient_read = "patient:read"
+    patient_write = "patient:write"
+    clinical_read = "clinical:read"
+    clinical_write = "clinical:write"
+    note_read = "note:read"
+    note_write = "note:write"
+    prescription_write = "prescription:write"
+    records_import = "records:import"
     # cds
     cds_evaluate = "cds:evaluate"
     cds_override = "cds:override"
@@ -41,6 +50,20 @@ MATRIX: dict[Permission, frozenset[Role]] = {
     Permission.user_manage: frozenset({Role.admin}),
     Permission.audit_read: frozenset({Role.admin, Role.auditor}),
     Permission.audit_verify: frozenset({Role.admin, Role.auditor}),
+    # Demographics: the care team, billing (invoices) and the contact centre (appointments).
+    Permission.patient_read: frozenset(
+        {Role.clinician, Role.nurse, Role.pharmacist, Role.billing, Role.agent}
+    ),
+    Permission.patient_write: frozenset({Role.clinician, Role.nurse, Role.agent}),
+    # Encounters, observations, conditions, allergies, medication list, prescriptions.
+    Permission.clinical_read: frozenset({Role.clinician, Role.nurse, Role.pharmacist}),
+    Permission.clinical_write: frozenset({Role.clinician, Role.nurse}),
+    # Note text is the most sensitive part of the record: only who writes notes reads them.
+    Permission.note_read: frozenset({Role.clinician, Role.nurse}),
+    Permission.note_write: frozenset({Role.clinician, Role.nurse}),
+    Permission.prescription_write: frozenset({Role.clinician}),
+    # Bulk FHIR import (transaction/batch bundles): clinical data loaded on purpose.
+    Permission.records_import: frozenset({Role.admin, Role.clinician}),
     Permission.cds_evaluate: frozenset({Role.clinician, Role.pharmacist}),
     Permission.cds_override: frozenset({Role.clinician}),
     Permission.cds_cosign: frozenset({Role.pharmacist}),

@@ -27,6 +27,7 @@ import re
 import secrets
 import unicodedata
 from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, overload
 
 from cryptography.exceptions import InvalidTag
@@ -36,17 +37,23 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from clinicos.config import PHI_KEY_BYTES, decode_phi_key
 from clinicos.kernel.errors import DomainError
+from clinicos.platform.observability.metrics import PHI_DECRYPTION_FAILURES
 
 if TYPE_CHECKING:
+    from sqlalchemy import MetaData
+
     from clinicos.config import Settings
 
 __all__ = [
+    "BLIND_INDEX_COLUMN",
+    "ENCRYPTED_COLUMN",
     "PhiDecryptionFailed",
     "PhiKeyring",
     "PhiKeyringError",
     "PhiRow",
     "derive_development_blind_index_key",
     "derive_development_data_key",
+    "encrypted_columns",
     "normalise_digits",
     "normalise_text",
     "reencrypt_batch",
@@ -60,6 +67,11 @@ _TAG_BYTES = 16
 _TOKEN = re.compile(r"v([1-9][0-9]{0,8}):([A-Za-z0-9+/]+={0,2})\Z")
 # Table and column names never contain the "|" that separates the associated-data parts.
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
+
+# Column ``info`` markers: a model declares ``mapped_column(Text, info=dict(ENCRYPTED_COLUMN))``
+# for a column holding PHI tokens, so key rotation and the plaintext-leak tests find it.
+ENCRYPTED_COLUMN = MappingProxyType({"phi": "encrypted"})
+BLIND_INDEX_COLUMN = MappingProxyType({"phi": "blind_index"})
 
 PhiRow = tuple[str, str, Mapping[str, str | None]]
 """``(organization_id, row_id, {column: token or None})`` — one row's protected columns,
@@ -256,6 +268,8 @@ class PhiKeyring:
             return None
 
         def failed(reason: str, version: int | None = None) -> PhiDecryptionFailed:
+            # An alert metric: any increase means tampering, a missing key or a bug.
+            PHI_DECRYPTION_FAILURES.labels(table=table, column=column).inc()
             return PhiDecryptionFailed(
                 table=table, column=column, row_id=row_id, key_version=version, reason=reason
             )
@@ -401,3 +415,16 @@ async def reencrypt_batch(
             changed_rows.append((row_id, changed))
         await asyncio.sleep(0)
     return changed_rows
+
+
+def encrypted_columns(metadata: MetaData) -> dict[str, tuple[str, ...]]:
+    """``{table: (encrypted column, …)}`` for every table of ``metadata`` that declares a
+    column with the :data:`ENCRYPTED_COLUMN` marker — what key rotation walks."""
+    found: dict[str, tuple[str, ...]] = {}
+    for table in metadata.sorted_tables:
+        columns = tuple(
+            c.name for c in table.columns if c.info.get("phi") == ENCRYPTED_COLUMN["phi"]
+        )
+        if columns:
+            found[table.name] = columns
+    return found

@@ -40,6 +40,11 @@ OUTBOX_DEAD_LETTERED = Counter(
 JOB_RUNS = Counter(
     "clinicos_scheduled_job_runs_total", "Scheduled job runs by job and outcome", ["job", "outcome"]
 )
+PHI_DECRYPTION_FAILURES = Counter(
+    "clinicos_phi_decryption_failures_total",
+    "Protected fields that did not decrypt, by table and column (alert on any increase)",
+    ["table", "column"],
+)
 SCHEMA_CURRENT = Gauge(
     "clinicos_db_schema_current",
     "0 while the database schema is known to be behind this release, else 1",

@@ -1,0 +1,1 @@
+"""Record use cases, one module per family; ``common`` holds what they share."""
