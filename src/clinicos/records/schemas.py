@@ -1,0 +1,98 @@
+"""The record's JSON API contract for patients (Pydantic). Clinical entries: clinical_schemas.py."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+Sex = Literal["male", "female", "other", "unknown"]
+# Short free-text fields; PHI, so never echoed in errors (the problem names the field only).
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Mrn = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^\S+$")
+]
+NationalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+Phone = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=4, max_length=32, pattern=r"^\+?[0-9 ()./-]+$"
+    ),
+]
+Language = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$")]
+AddressLine = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Place = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+
+class StrictModel(BaseModel):
+    # Unknown fields are refused, so a client-supplied organization_id can't slip in unnoticed.
+    model_config = ConfigDict(extra="forbid")
+
+
+class AddressBody(StrictModel):
+    lines: list[AddressLine] = Field(default_factory=list, max_length=4)
+    city: Place | None = None
+    district: Place | None = None
+    state: Place | None = None
+    postal_code: Annotated[str, StringConstraints(max_length=16)] | None = None
+    country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] | None = Field(
+        default=None, description="ISO 3166-1 alpha-2"
+    )
+
+
+class PatientCreate(StrictModel):
+    mrn: Mrn = Field(description="Medical record number, unique in the organization")
+    family_name: Name
+    given_name: Name | None = None
+    birth_date: date | None = None
+    sex: Sex
+    national_id: NationalId | None = Field(default=None, description="CI (BO) / CPF (BR) …")
+    phone: Phone | None = None
+    email: EmailStr | None = Field(default=None, max_length=254)
+    address: AddressBody | None = None
+    preferred_language: Language | None = Field(default=None, description="BCP 47, e.g. es")
+    active: bool = True
+
+
+class PatientUpdate(StrictModel):
+    """Partial update: only the fields present change; ``null`` clears an optional field.
+    ``version`` (optional) must equal the current version, else 409."""
+
+    version: int | None = Field(default=None, ge=1)
+    mrn: Mrn | None = None
+    family_name: Name | None = None
+    given_name: Name | None = None
+    birth_date: date | None = None
+    sex: Sex | None = None
+    national_id: NationalId | None = None
+    phone: Phone | None = None
+    email: EmailStr | None = Field(default=None, max_length=254)
+    address: AddressBody | None = None
+    preferred_language: Language | None = None
+    active: bool | None = None
+
+
+class PatientRead(BaseModel):
+    id: str
+    mrn: str
+    family_name: str
+    given_name: str | None
+    birth_date: date | None
+    sex: Sex
+    national_id: str | None
+    phone: str | None
+    email: str | None
+    address: AddressBody | None
+    preferred_language: str | None
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+class PatientPageRead(BaseModel):
+    items: list[PatientRead]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end"
+    )
