@@ -5,13 +5,13 @@ from __future__ import annotations
 from clinicos.kernel.errors import Conflict, NotFound
 
 
+# Both keep the generic `not_found` code: another tenant's object must answer exactly like one
+# that does not exist (the tenant-isolation suite compares code, title and detail).
 class PatientNotFound(NotFound):
-    code = "patient_not_found"
     title = "Patient not found"
 
 
 class RecordNotFound(NotFound):
-    code = "record_not_found"
     title = "Record entry not found"
 
 

@@ -12,12 +12,7 @@
 
 from __future__ import annotations
 
-import re
-import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from httpx import AsyncClient, Response
@@ -29,6 +24,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from clinicos.bootstrap import Container, all_models_metadata
 from clinicos.identity.models import USER_ACTIVE, AuthSession, UserAccount
 from clinicos.main import create_app
+from tests.integration.records.isolation_clinical import CLINICAL_ID_ROUTE_CASES
+from tests.integration.records.isolation_notes import NOTE_ID_ROUTE_CASES
+from tests.integration.records.isolation_patients import PATIENT_ID_ROUTE_CASES
+from tests.support.isolation import (
+    IdRouteCase,
+    ObjectIds,
+    World,
+    fill,
+    member_of,
+    missing_ids,
+    object_id,
+)
 from tests.support.tenancy_fixtures import (
     PASSWORD,
     SignedIn,
@@ -41,15 +48,6 @@ from tests.support.tenancy_fixtures import (
 )
 
 API = "/api/v1"
-
-
-@dataclass(frozen=True)
-class World:
-    container: Container
-    client: AsyncClient
-    owner_engine: AsyncEngine
-    a: SignedIn  # admin of organization A
-    b: SignedIn  # admin of organization B
 
 
 @pytest.fixture
@@ -89,21 +87,6 @@ async def lock(container: Container, user_id: str) -> None:
 # -- every route that takes an object id ---------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class IdRouteCase:
-    """How to put an object of this route's kind in A, and how to tell it was left alone.
-
-    ``caller_role``: the route's permission is not an admin's, so each tenant calls it through a
-    fresh member with this role instead. ``id_field``: where the response names the object.
-    """
-
-    create_in_a: Callable[[World], Awaitable[str]]
-    intact: Callable[[World, str], Awaitable[None]]
-    body: dict[str, Any] | None = None
-    caller_role: str | None = None
-    id_field: str = "id"
-
-
 async def _user_in_a(world: World) -> str:
     return (await staff_of_a(world)).member.user_id
 
@@ -136,19 +119,6 @@ async def _user_still_locked(world: World, user_id: str) -> None:
     user = await load_user(world.container, user_id)
     assert user.locked_until is not None
     assert user.locked_until > world.container.clock.now()
-
-
-async def _member_of(world: World, admin: SignedIn, role: str) -> SignedIn:
-    """A signed-in member with ``role`` in the admin's organization."""
-    slug = admin.member.organization_slug
-    member = await new_member(
-        world.container,
-        organization_id=admin.member.organization_id,
-        organization_slug=slug,
-        email=f"{role}-{uuid.uuid4().hex[:8]}@{slug}.example.com",
-        roles=[role],
-    )
-    return await sign_in(world.client, member)
 
 
 async def _pending_override_in_a(world: World) -> str:
@@ -221,14 +191,15 @@ ID_ROUTE_CASES: dict[tuple[str, str], IdRouteCase] = {
 }
 
 
-def fill(path: str, object_id: str) -> str:
-    return re.sub(r"\{[^}]+\}", object_id, path)
+ID_ROUTE_CASES.update(PATIENT_ID_ROUTE_CASES)
+ID_ROUTE_CASES.update(NOTE_ID_ROUTE_CASES)
+ID_ROUTE_CASES.update(CLINICAL_ID_ROUTE_CASES)
 
 
-async def call(world: World, key: tuple[str, str], object_id: str, who: SignedIn) -> Response:
+async def call(world: World, key: tuple[str, str], ids: ObjectIds, who: SignedIn) -> Response:
     method, path = key
     return await world.client.request(
-        method, fill(path, object_id), headers=who.headers, json=ID_ROUTE_CASES[key].body
+        method, fill(path, ids), headers=who.headers, json=ID_ROUTE_CASES[key].body
     )
 
 
@@ -255,16 +226,17 @@ async def test_id_route_when_object_belongs_to_other_tenant_returns_404(
 ) -> None:
     # Arrange
     case = ID_ROUTE_CASES[key]
-    object_id = await case.create_in_a(world)
+    ids = await case.create_in_a(world)
+    target = object_id(key[1], ids)
     b_caller, a_caller = world.b, world.a
     if case.caller_role is not None:
-        b_caller = await _member_of(world, world.b, case.caller_role)
-        a_caller = await _member_of(world, world.a, case.caller_role)
+        b_caller = await member_of(world, world.b, case.caller_role)
+        a_caller = await member_of(world, world.a, case.caller_role)
     a_audit_before = await audit_count(world.owner_engine, world.a.member.organization_id)
 
     # Act
-    foreign = await call(world, key, object_id, who=b_caller)
-    missing = await call(world, key, str(uuid.uuid4()), who=b_caller)
+    foreign = await call(world, key, ids, who=b_caller)
+    missing = await call(world, key, missing_ids(key[1]), who=b_caller)
 
     # Assert: a plain 404, indistinguishable from an id that does not exist.
     foreign_body = assert_problem(foreign, 404, "not_found")
@@ -273,16 +245,16 @@ async def test_id_route_when_object_belongs_to_other_tenant_returns_404(
         missing_body["title"],
         missing_body["detail"],
     )
-    assert object_id not in foreign.text
+    assert target not in foreign.text
     assert await audit_count(world.owner_engine, world.a.member.organization_id) == (
         a_audit_before
     ), "B's attempt wrote into A's audit chain"
-    await case.intact(world, object_id)
+    await case.intact(world, ids)
 
     # Control: the same call by A's own admin (or member with the role) reaches the object.
-    own = await call(world, key, object_id, who=a_caller)
-    assert own.status_code == 200, own.text
-    assert own.json()[case.id_field] == object_id
+    own = await call(world, key, ids, who=a_caller)
+    assert own.status_code in (200, 201), own.text
+    assert own.json()[case.id_field] == target
 
 
 # -- client-supplied organization_id -------------------------------------------------------------

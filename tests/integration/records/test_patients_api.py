@@ -298,4 +298,4 @@ async def test_unknown_patient_is_a_404(container: Container, client: AsyncClien
         headers=staff["clinician"].headers,
     )
 
-    assert_problem(response, 404, "patient_not_found")
+    assert_problem(response, 404, "not_found")

@@ -1,0 +1,7 @@
+"""Tenant-isolation cases for the clinical routes (merged into the identity isolation suite)."""
+
+from __future__ import annotations
+
+from tests.support.isolation import IdRouteCase
+
+CLINICAL_ID_ROUTE_CASES: dict[tuple[str, str], IdRouteCase] = {}
