@@ -1,8 +1,7 @@
-"""The record's JSON API for patients: register, read, update, search and list.
+"""The record's JSON API for patients: register, read, update, list and search.
 
-PHI is never in a URL: search criteria travel in the query string only for the exact-match
-identifiers a front desk types (MRN, national id, phone, email, name) — and the request log
-and metrics record the route template, never the query string (platform/http/middleware)."""
+PHI is never in a URL: search criteria (MRN, names, national id, phone, email) travel in the
+body of ``POST /api/v1/patients/search``; ids in paths are random UUIDs."""
 
 from __future__ import annotations
 
@@ -18,6 +17,7 @@ from clinicos.records.schemas import (
     PatientCreate,
     PatientPageRead,
     PatientRead,
+    PatientSearchBody,
     PatientUpdate,
 )
 from clinicos.records.services.patients import (
@@ -106,43 +106,53 @@ async def create_patient(
     return patient_read(view)
 
 
-@router.get(
-    "",
-    response_model=PatientPageRead,
-    summary="List patients, or find them by exact MRN, name, national id, phone or email",
-)
+@router.get("", response_model=PatientPageRead, summary="List patients, newest first")
 async def list_patients(
     request: Request,
     actor: Annotated[Actor, Depends(require(Permission.patient_read))],
-    mrn: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
-    name: Annotated[
-        str | None,
-        Query(
-            min_length=1, max_length=201, description="Full name, exact (case/space-insensitive)"
-        ),
-    ] = None,
-    family_name: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
-    national_id: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
-    phone: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
-    email: Annotated[str | None, Query(min_length=1, max_length=254)] = None,
     active: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
     cursor: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+) -> PatientPageRead:
+    return await _search(request, actor, PatientSearch(active=active), limit, cursor)
+
+
+@router.post(
+    "/search",
+    response_model=PatientPageRead,
+    summary="Find patients by exact MRN, name, family name, national id, phone or email",
+    description=(
+        "Criteria travel in the body, never in the URL: they identify people, and URLs end "
+        "up in proxy logs and browser history. Every given criterion must match exactly "
+        "(names case- and space-insensitively, phone and national id by their digits)."
+    ),
+)
+async def search(
+    body: PatientSearchBody,
+    request: Request,
+    actor: Annotated[Actor, Depends(require(Permission.patient_read))],
+) -> PatientPageRead:
+    criteria = PatientSearch(
+        mrn=body.mrn,
+        name=body.name,
+        family_name=body.family_name,
+        national_id=body.national_id,
+        phone=body.phone,
+        email=body.email,
+        active=body.active,
+    )
+    return await _search(request, actor, criteria, body.limit, body.cursor)
+
+
+async def _search(
+    request: Request, actor: Actor, criteria: PatientSearch, limit: int, cursor: str | None
 ) -> PatientPageRead:
     container = request.app.state.container
     page = await search_patients(
         uows=container.uow,
         phi=container.phi,
         actor=actor,
-        criteria=PatientSearch(
-            mrn=mrn,
-            name=name,
-            family_name=family_name,
-            national_id=national_id,
-            phone=phone,
-            email=email,
-            active=active,
-        ),
+        criteria=criteria,
         limit=limit,
         cursor=cursor,
     )

@@ -96,3 +96,19 @@ class PatientPageRead(BaseModel):
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next page; null at the end"
     )
+
+
+class PatientSearchBody(StrictModel):
+    """Exact-match criteria; every given one must match. None given lists every patient."""
+
+    mrn: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    name: Annotated[str, StringConstraints(min_length=1, max_length=201)] | None = Field(
+        default=None, description="Full name: given then family, case/space-insensitive"
+    )
+    family_name: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    national_id: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
+    phone: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
+    email: Annotated[str, StringConstraints(min_length=1, max_length=254)] | None = None
+    active: bool | None = None
+    limit: int = Field(default=20, ge=1, le=100)
+    cursor: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None

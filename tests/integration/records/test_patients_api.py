@@ -73,7 +73,9 @@ async def test_search_by_exact_identifier_finds_only_that_patient(
         email="juan@example.br",
     )
 
-    found = await client.get("/api/v1/patients", params={criterion: value}, headers=agent.headers)
+    found = await client.post(
+        "/api/v1/patients/search", json={criterion: value}, headers=agent.headers
+    )
 
     assert found.status_code == 200, found.text
     assert [p["id"] for p in found.json()["items"]] == [wanted["id"]]
@@ -85,8 +87,8 @@ async def test_search_with_no_match_is_an_empty_page_and_audits_nothing(
     staff = await clinic(container, client, "rec-nomatch", "clinician")
     await create_patient(client, staff["clinician"])
 
-    found = await client.get(
-        "/api/v1/patients", params={"mrn": "nobody"}, headers=staff["clinician"].headers
+    found = await client.post(
+        "/api/v1/patients/search", json={"mrn": "nobody"}, headers=staff["clinician"].headers
     )
 
     assert found.json() == {"items": [], "next_cursor": None}
@@ -125,6 +127,22 @@ async def test_list_pages_with_a_cursor_newest_first_without_repeats(
     assert sorted(searched) == sorted(ids)  # one entry per patient disclosed
 
 
+async def test_search_criteria_in_the_query_string_are_not_accepted(
+    container: Container, client: AsyncClient
+) -> None:
+    """PHI stays out of URLs: the list route takes no identifying criteria."""
+    staff = await clinic(container, client, "rec-no-url-phi", "clinician")
+    await create_patient(client, staff["clinician"])
+    await create_patient(client, staff["clinician"], mrn="OTHER", family_name="Otro")
+
+    listed = await client.get(
+        "/api/v1/patients", params={"mrn": "MRN-0001"}, headers=staff["clinician"].headers
+    )
+
+    # The unknown parameter filters nothing: both patients come back.
+    assert len(listed.json()["items"]) == 2
+
+
 async def test_invalid_cursor_is_a_400_naming_the_parameter(
     container: Container, client: AsyncClient
 ) -> None:
@@ -155,12 +173,12 @@ async def test_update_changes_only_sent_fields_and_bumps_the_version(
     body = updated.json()
     assert body["phone"] == "+591 7000 0000" and body["email"] is None
     assert body["family_name"] == created["family_name"] and body["version"] == 2
-    by_new_phone = await client.get(
-        "/api/v1/patients", params={"phone": "59170000000"}, headers=nurse.headers
+    by_new_phone = await client.post(
+        "/api/v1/patients/search", json={"phone": "59170000000"}, headers=nurse.headers
     )
     assert [p["id"] for p in by_new_phone.json()["items"]] == [created["id"]]
-    by_old_phone = await client.get(
-        "/api/v1/patients", params={"phone": "59122110000"}, headers=nurse.headers
+    by_old_phone = await client.post(
+        "/api/v1/patients/search", json={"phone": "59122110000"}, headers=nurse.headers
     )
     assert by_old_phone.json()["items"] == []
 

@@ -85,7 +85,7 @@ class RequestContextMiddleware:
                             instance=getattr(scope.get("route"), "path", None),
                             request_id=request_id,
                         )
-                        await problem_response(body)(scope, receive, send_wrapper)
+                        await problem_response(body, scope=scope)(scope, receive, send_wrapper)
                 finally:
                     route = route_template(scope)
                     Tracing.finish(span, route=route, method=method, status=status_holder["status"])
@@ -153,7 +153,9 @@ class BodySizeLimitMiddleware:
             instance=None,
             request_id=request_id_of(scope),
         )
-        await problem_response(body, headers={"Connection": "close"})(scope, receive, send)
+        await problem_response(body, headers={"Connection": "close"}, scope=scope)(
+            scope, receive, send
+        )
 
 
 OPERATIONAL_PATHS = frozenset({"/health", "/ready", "/metrics"})
@@ -182,7 +184,9 @@ class SchemaGateMiddleware:
             instance=None,
             request_id=request_id_of(scope),
         )
-        await problem_response(body, headers={"Retry-After": "30"})(scope, receive, send)
+        await problem_response(body, headers={"Retry-After": "30"}, scope=scope)(
+            scope, receive, send
+        )
 
 
 def install_middleware(

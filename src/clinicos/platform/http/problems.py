@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -74,7 +74,39 @@ def problem_body(
     return body
 
 
-def problem_response(body: dict[str, Any], *, headers: dict[str, str] | None = None) -> Response:
+ProblemRenderer = Callable[[dict[str, Any], dict[str, str] | None], Response]
+"""Renders a problem body in another error format (e.g. FHIR's OperationOutcome)."""
+
+
+def register_problem_renderer(app: FastAPI, path_prefix: str, renderer: ProblemRenderer) -> None:
+    """Errors of requests under ``path_prefix`` are rendered by ``renderer`` instead of as
+    ``application/problem+json`` — same status, code and detail, another envelope."""
+    renderers: list[tuple[str, ProblemRenderer]] = getattr(app.state, "problem_renderers", [])
+    renderers.append((path_prefix.rstrip("/"), renderer))
+    app.state.problem_renderers = renderers
+
+
+def _renderer_for(scope: MutableMapping[str, Any] | None) -> ProblemRenderer | None:
+    if scope is None or scope.get("app") is None:
+        return None
+    path = str(scope.get("path", ""))
+    for prefix, renderer in getattr(scope["app"].state, "problem_renderers", []):
+        if path == prefix or path.startswith(prefix + "/"):
+            return renderer
+    return None
+
+
+def problem_response(
+    body: dict[str, Any],
+    *,
+    headers: dict[str, str] | None = None,
+    scope: MutableMapping[str, Any] | None = None,
+) -> Response:
+    """The error response: ``application/problem+json``, or the format registered for the
+    request's path (``scope``) with :func:`register_problem_renderer`."""
+    renderer = _renderer_for(scope)
+    if renderer is not None:
+        return renderer(body, headers)
     return Response(
         content=json.dumps(body, separators=(",", ":")),
         status_code=int(body["status"]),
@@ -118,7 +150,7 @@ def domain_error_response(request: Request, exc: DomainError) -> Response:
         errors=errors,
         extra=exc.data or None,
     )
-    return problem_response(body, headers=headers)
+    return problem_response(body, headers=headers, scope=request.scope)
 
 
 def _validation_response(request: Request, exc: RequestValidationError) -> Response:
@@ -165,7 +197,7 @@ def _http_exception_response(request: Request, exc: StarletteHTTPException) -> R
         instance=_instance(request),
         request_id=request_id_of(request.scope),
     )
-    return problem_response(body, headers=dict(exc.headers or {}))
+    return problem_response(body, headers=dict(exc.headers or {}), scope=request.scope)
 
 
 def _database_unavailable_response(request: Request, exc: Exception) -> Response:
