@@ -15,6 +15,7 @@ from clinicos.config import Settings, load_settings
 from clinicos.governance.routes import router as governance_router
 from clinicos.identity.keyring import ensure_active_key
 from clinicos.identity.routes import router as identity_router
+from clinicos.interop.routes import install as install_fhir
 from clinicos.platform.db.schema import SchemaStatus
 from clinicos.platform.http.middleware import install_middleware
 from clinicos.platform.http.ops_routes import router as ops_router
@@ -117,4 +118,5 @@ def create_app(
     app.include_router(cds_router)
     app.include_router(cds_override_router)
     app.include_router(records_router)
+    install_fhir(app)
     return app

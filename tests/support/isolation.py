@@ -43,7 +43,11 @@ class IdRouteCase:
 
     ``caller_role``: the route's permission is not an admin's, so each tenant calls it through a
     fresh member with this role instead. ``id_field``: where the response names the object.
-    ``intact`` receives what ``create_in_a`` returned.
+    ``intact`` receives what ``create_in_a`` returned. ``created_by_caller``: only the object's
+    creator may act on it (a draft note and its author), so ``create_in_a`` gets a World whose
+    ``a`` is A's caller, and makes the object as that caller. ``body_for``: a body that
+    depends on the ids in the path (FHIR update repeats the id). ``owned``: how to read the
+    object's id from the control response when it is not ``body[id_field]`` (a Bundle, say).
     """
 
     create_in_a: Callable[[World], Awaitable[ObjectIds]]
@@ -51,6 +55,32 @@ class IdRouteCase:
     body: dict[str, Any] | None = None
     caller_role: str | None = None
     id_field: str = "id"
+    created_by_caller: bool = False
+    body_for: Callable[[ObjectIds], dict[str, Any]] | None = None
+    owned: Callable[[dict[str, Any]], str] | None = None
+
+    def body_with(self, ids: ObjectIds) -> dict[str, Any] | None:
+        return self.body_for(ids) if self.body_for is not None else self.body
+
+    def owned_id(self, response_body: dict[str, Any]) -> str:
+        if self.owned is not None:
+            return self.owned(response_body)
+        return str(response_body[self.id_field])
+
+
+def assert_not_found(response: Any) -> tuple[str, str]:
+    """A 404 with the generic ``not_found`` code, as problem+json or (under /fhir) as an
+    OperationOutcome; returns what a caller could compare between two 404s."""
+    assert response.status_code == 404, response.text
+    content_type = response.headers["content-type"]
+    body = response.json()
+    if content_type.startswith("application/fhir+json"):
+        issue = body["issue"][0]
+        assert issue["details"]["coding"][0]["code"] == "not_found", body
+        return issue["details"]["text"], issue["diagnostics"]
+    assert content_type.startswith("application/problem+json"), content_type
+    assert body["code"] == "not_found", body
+    return body["title"], body["detail"]
 
 
 def fill(path: str, ids: ObjectIds) -> str:

@@ -1,2 +1,47 @@
 """The clinical record: patients, encounters, notes, observations, conditions, allergies,
-the medication list and prescriptions, with identifying fields encrypted at rest."""
+the medication list and prescriptions, with identifying fields encrypted at rest.
+
+This module is the record's public face: other contexts (interop, cds, governance, console)
+import from here only."""
+
+from clinicos.records.errors import (
+    DuplicateMrn,
+    InvalidTransition,
+    NoteNotEditable,
+    PatientNotFound,
+    RecordNotFound,
+    VersionConflict,
+)
+from clinicos.records.services.patients import (
+    Address,
+    InvalidCursor,
+    PatientFields,
+    PatientPage,
+    PatientSearch,
+    PatientView,
+    add_patient,
+    get_patient,
+    register_patient,
+    search_patients,
+    update_patient,
+)
+
+__all__ = [
+    "Address",
+    "DuplicateMrn",
+    "InvalidCursor",
+    "InvalidTransition",
+    "NoteNotEditable",
+    "PatientFields",
+    "PatientNotFound",
+    "PatientPage",
+    "PatientSearch",
+    "PatientView",
+    "RecordNotFound",
+    "VersionConflict",
+    "add_patient",
+    "get_patient",
+    "register_patient",
+    "search_patients",
+    "update_patient",
+]

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -24,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from clinicos.bootstrap import Container, all_models_metadata
 from clinicos.identity.models import USER_ACTIVE, AuthSession, UserAccount
 from clinicos.main import create_app
+from tests.integration.interop.isolation_fhir import FHIR_ID_ROUTE_CASES
 from tests.integration.records.isolation_clinical import CLINICAL_ID_ROUTE_CASES
 from tests.integration.records.isolation_notes import NOTE_ID_ROUTE_CASES
 from tests.integration.records.isolation_patients import PATIENT_ID_ROUTE_CASES
@@ -31,6 +33,7 @@ from tests.support.isolation import (
     IdRouteCase,
     ObjectIds,
     World,
+    assert_not_found,
     fill,
     member_of,
     missing_ids,
@@ -194,12 +197,13 @@ ID_ROUTE_CASES: dict[tuple[str, str], IdRouteCase] = {
 ID_ROUTE_CASES.update(PATIENT_ID_ROUTE_CASES)
 ID_ROUTE_CASES.update(NOTE_ID_ROUTE_CASES)
 ID_ROUTE_CASES.update(CLINICAL_ID_ROUTE_CASES)
+ID_ROUTE_CASES.update(FHIR_ID_ROUTE_CASES)
 
 
 async def call(world: World, key: tuple[str, str], ids: ObjectIds, who: SignedIn) -> Response:
     method, path = key
     return await world.client.request(
-        method, fill(path, ids), headers=who.headers, json=ID_ROUTE_CASES[key].body
+        method, fill(path, ids), headers=who.headers, json=ID_ROUTE_CASES[key].body_with(ids)
     )
 
 
@@ -226,12 +230,12 @@ async def test_id_route_when_object_belongs_to_other_tenant_returns_404(
 ) -> None:
     # Arrange
     case = ID_ROUTE_CASES[key]
-    ids = await case.create_in_a(world)
-    target = object_id(key[1], ids)
     b_caller, a_caller = world.b, world.a
     if case.caller_role is not None:
         b_caller = await member_of(world, world.b, case.caller_role)
         a_caller = await member_of(world, world.a, case.caller_role)
+    ids = await case.create_in_a(replace(world, a=a_caller) if case.created_by_caller else world)
+    target = object_id(key[1], ids)
     a_audit_before = await audit_count(world.owner_engine, world.a.member.organization_id)
 
     # Act
@@ -239,12 +243,7 @@ async def test_id_route_when_object_belongs_to_other_tenant_returns_404(
     missing = await call(world, key, missing_ids(key[1]), who=b_caller)
 
     # Assert: a plain 404, indistinguishable from an id that does not exist.
-    foreign_body = assert_problem(foreign, 404, "not_found")
-    missing_body = assert_problem(missing, 404, "not_found")
-    assert (foreign_body["title"], foreign_body["detail"]) == (
-        missing_body["title"],
-        missing_body["detail"],
-    )
+    assert assert_not_found(foreign) == assert_not_found(missing)
     assert target not in foreign.text
     assert await audit_count(world.owner_engine, world.a.member.organization_id) == (
         a_audit_before
@@ -254,7 +253,7 @@ async def test_id_route_when_object_belongs_to_other_tenant_returns_404(
     # Control: the same call by A's own admin (or member with the role) reaches the object.
     own = await call(world, key, ids, who=a_caller)
     assert own.status_code in (200, 201), own.text
-    assert own.json()[case.id_field] == target
+    assert case.owned_id(own.json()) == target
 
 
 # -- client-supplied organization_id -------------------------------------------------------------
