@@ -12,6 +12,16 @@ from clinicos.records.errors import (
     RecordNotFound,
     VersionConflict,
 )
+from clinicos.records.services.encounters import (
+    EncounterFields,
+    EncounterView,
+    add_encounter,
+    get_encounter,
+    list_encounters,
+    record_encounter,
+    update_encounter,
+)
+from clinicos.records.services.lookup import patient_of_entry
 from clinicos.records.services.patients import (
     Address,
     InvalidCursor,
@@ -29,6 +39,8 @@ from clinicos.records.services.patients import (
 __all__ = [
     "Address",
     "DuplicateMrn",
+    "EncounterFields",
+    "EncounterView",
     "InvalidCursor",
     "InvalidTransition",
     "NoteNotEditable",
@@ -39,9 +51,15 @@ __all__ = [
     "PatientView",
     "RecordNotFound",
     "VersionConflict",
+    "add_encounter",
     "add_patient",
+    "get_encounter",
     "get_patient",
+    "list_encounters",
+    "patient_of_entry",
+    "record_encounter",
     "register_patient",
     "search_patients",
+    "update_encounter",
     "update_patient",
 ]

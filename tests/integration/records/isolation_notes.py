@@ -119,7 +119,7 @@ async def _no_notes(world: World, ids: ObjectIds) -> None:
     assert found == []
 
 
-async def _encounter_unchanged(world: World, ids: ObjectIds) -> None:
+async def encounter_unchanged(world: World, ids: ObjectIds) -> None:
     found = await _rows(
         world, "SELECT status, version FROM encounter WHERE id = :encounter_id", ids
     )
@@ -157,16 +157,16 @@ NOTE_ID_ROUTE_CASES: dict[tuple[str, str], IdRouteCase] = {
     ),
     ("GET", ENCOUNTERS): IdRouteCase(
         create_in_a=_encounter_in_a,
-        intact=_encounter_unchanged,
+        intact=encounter_unchanged,
         caller_role="pharmacist",
         id_field="patient_id",
     ),
     ("GET", ENCOUNTER): IdRouteCase(
-        create_in_a=_encounter_in_a, intact=_encounter_unchanged, caller_role="nurse"
+        create_in_a=_encounter_in_a, intact=encounter_unchanged, caller_role="nurse"
     ),
     ("PATCH", ENCOUNTER): IdRouteCase(
         create_in_a=_encounter_in_a,
-        intact=_encounter_unchanged,
+        intact=encounter_unchanged,
         caller_role="clinician",
         body={"status": "in-progress"},
     ),

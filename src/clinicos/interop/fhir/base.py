@@ -4,7 +4,7 @@ share. Each resource module (patient.py, observation.py …) defines one ``Resou
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Any, Protocol, TypeVar
@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from clinicos.identity import Permission
 from clinicos.interop.fhir.outcome import FhirBadRequest, invalid, invalid_from
 from clinicos.kernel.actor import Actor
+from clinicos.kernel.errors import NotFound
 from clinicos.platform.db.uow import SqlUnitOfWork
 from clinicos.platform.phi import PhiKeyring
 
@@ -197,3 +198,15 @@ def concept_code(concept: Any) -> str | None:
         if code:
             return code
     return None
+
+
+async def by_ids(handler: ResourceType, ctx: FhirContext, ids: Sequence[str]) -> SearchPage:
+    """``_id`` search without a patient: each id read on its own (each read audited); ids
+    that do not exist in the organization are simply not matched."""
+    found = []
+    for resource_id in ids[:MAX_COUNT]:
+        try:
+            found.append(await handler.read(ctx, resource_id))
+        except NotFound:
+            continue
+    return SearchPage(resources=found, next_cursor=None)

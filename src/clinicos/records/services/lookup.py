@@ -1,0 +1,47 @@
+"""Which patient an entry belongs to — for interfaces that address entries by id alone (FHIR
+``/fhir/Observation/{id}``) and then call the patient-scoped use cases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from clinicos.kernel.actor import Actor
+from clinicos.records.errors import RecordNotFound
+from clinicos.records.models import (
+    Allergy,
+    ClinicalNote,
+    Condition,
+    Encounter,
+    MedicationStatement,
+    Observation,
+    Prescription,
+)
+from clinicos.records.services.common import UnitOfWorkFor
+
+ENTRY_MODELS: dict[str, Any] = {
+    "encounter": Encounter,
+    "note": ClinicalNote,
+    "observation": Observation,
+    "condition": Condition,
+    "allergy": Allergy,
+    "medication_statement": MedicationStatement,
+    "prescription": Prescription,
+}
+
+
+async def patient_of_entry(*, uows: UnitOfWorkFor, actor: Actor, kind: str, entry_id: str) -> str:
+    """The patient id of one entry of the actor's organization; 404 (the generic not-found,
+    as for a missing id) when the entry is another tenant's or does not exist. Reads no PHI,
+    so it writes no audit row: the use case called next does."""
+    model = ENTRY_MODELS[kind]
+    async with uows(actor.organization_id) as uow:
+        patient_id = await uow.session.scalar(
+            select(model.patient_id).where(
+                model.id == entry_id, model.organization_id == actor.organization_id
+            )
+        )
+    if patient_id is None:
+        raise RecordNotFound(f"no such {kind.replace('_', ' ')}")
+    return str(patient_id)
