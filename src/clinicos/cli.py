@@ -17,6 +17,7 @@ from pydantic_settings import SettingsError
 
 from clinicos.config import (
     ConfigurationError,
+    Environment,
     Settings,
     load_settings,
     masked_view,
@@ -24,7 +25,10 @@ from clinicos.config import (
 )
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
     from clinicos.bootstrap import Container
+    from clinicos.platform.phi import PhiKeyring
 
 T = TypeVar("T")
 
@@ -37,7 +41,11 @@ app.add_typer(config_app, name="config")
 app.add_typer(backup_app, name="backup")
 org_app = typer.Typer(help="organizations (clinics)", no_args_is_help=True)
 user_app = typer.Typer(help="users and their roles", no_args_is_help=True)
-keys_app = typer.Typer(help="token-signing keys", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="token-signing keys (rotate) and PHI encryption keys (add, promote, reencrypt, "
+    "retire, status)",
+    no_args_is_help=True,
+)
 audit_app = typer.Typer(help="the audit trail", no_args_is_help=True)
 app.add_typer(org_app, name="org")
 app.add_typer(user_app, name="user")
@@ -45,9 +53,23 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 
 
-def _settings() -> Settings:
+def _settings(*, phi_key_file_may_be_missing: bool = False) -> Settings:
+    """The settings, or exit 2 naming what is wrong. ``phi_key_file_may_be_missing``: a
+    configured PHI key file that does not exist yet is no reason to refuse (`keys add`
+    creates it)."""
     try:
-        return load_settings()
+        if not phi_key_file_may_be_missing:
+            return load_settings()
+        settings = Settings()
+        key_file = settings.phi.key_file
+        problems = [
+            (var, why)
+            for var, why in production_problems(settings)
+            if not (var == "CLINICOS_PHI__KEY_FILE" and key_file and not key_file.exists())
+        ]
+        if problems:
+            raise ConfigurationError(problems)
+        return settings
     except ConfigurationError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
@@ -454,6 +476,302 @@ def keys_rotate() -> None:
             return kid
 
     typer.echo(f"new signing key {_run_use_case(_rotate)} is active")
+
+
+# -- PHI keys (ADR 0013; docs/operations.md "PHI key rotation") --------------------------------
+
+
+def _phi_columns() -> dict[str, tuple[str, ...]]:
+    from clinicos.bootstrap import all_models_metadata
+    from clinicos.platform.phi import encrypted_columns
+
+    return encrypted_columns(all_models_metadata())
+
+
+def _phi_key_file(settings: Settings) -> Path:
+    path = settings.phi.key_file
+    if path is None:
+        raise _fail(
+            "no PHI key file is configured: set CLINICOS_PHI__KEY_FILE (the same in every "
+            "process) to manage the PHI keys with `clinicos keys`; keys given in "
+            "CLINICOS_PHI__KEYS are rotated by editing the variables (docs/operations.md)"
+        )
+    return path
+
+
+def _phi_keyring(settings: Settings) -> PhiKeyring:
+    from clinicos.platform.phi import PhiKeyring, PhiKeyringError
+
+    try:
+        return PhiKeyring.from_settings(settings)
+    except PhiKeyringError as exc:
+        raise _fail(str(exc), 2) from exc
+
+
+def _audit_phi_key(settings: Settings, action: str, version: int, outcome: str = "success") -> None:
+    """Audit a PHI key step on the installation chain, after the fact (the key file is not in
+    the database, so the two cannot commit together); a failure is a warning, not an error."""
+    from clinicos.bootstrap import build_container
+    from clinicos.governance import record_audit
+
+    async def _record() -> None:
+        container = build_container(settings)
+        try:
+            async with container.uow() as uow:
+                await record_audit(
+                    uow,
+                    organization_id=None,
+                    actor_type="system",
+                    actor_id="cli",
+                    action=action,
+                    target_type="phi_key",
+                    target_id=str(version),
+                    purpose="security",
+                    outcome=outcome,
+                )
+                await uow.commit()
+        finally:
+            await container.dispose()
+
+    try:
+        asyncio.run(_record())
+    except Exception as exc:
+        typer.echo(
+            f"warning: done, but {action} could not be written to the audit trail "
+            f"({type(exc).__name__}); note it in the change record",
+            err=True,
+        )
+
+
+def _rotation_engine_run(settings: Settings, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    """Run ``work`` on the owner engine (every tenant's rows), failing cleanly on a refusal."""
+    from clinicos.platform.db.engine import create_owner_engine
+    from clinicos.platform.phi_rotation import RotationError
+
+    async def _main() -> T:
+        engine = create_owner_engine(settings)
+        try:
+            return await work(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(_main())
+    except RotationError as exc:
+        raise _fail(str(exc)) from exc
+
+
+@keys_app.command("add")
+def keys_add() -> None:
+    """Add a new random PHI data-key version to the key file; it does not encrypt yet."""
+    from clinicos.platform import phi_rotation as rotation
+    from clinicos.platform.phi import keys_from_settings
+
+    settings = _settings(phi_key_file_may_be_missing=True)
+    path = _phi_key_file(settings)
+    if settings.env is Environment.production and not path.exists():
+        # Nothing to start from: fresh keys, but never beside values sealed under lost ones.
+        columns = _phi_columns()
+        stored = _rotation_engine_run(
+            settings, lambda engine: rotation.stored_token_count(engine, columns)
+        )
+        if stored:
+            raise _fail(
+                f"{path} does not exist but the database holds {stored} encrypted value(s); "
+                "new keys could not read them — restore the key file (or write it from the "
+                "keys that sealed them) instead"
+            )
+        try:
+            rotation.update_key_file(
+                path, lambda content: content, create_from=rotation.new_key_file
+            )
+        except (OSError, rotation.RotationError) as exc:
+            raise _fail(f"cannot write {path}: {exc}") from exc
+        typer.echo(f"created PHI key file {path} with key version 1 (active)")
+        _audit_phi_key(settings, "keys.phi.add", 1)
+        return
+    created = not path.exists()
+    try:
+        content = rotation.update_key_file(
+            path,
+            lambda current: rotation.add_key_version(current)[0],
+            create_from=lambda: keys_from_settings(settings)[0],
+        )
+    except (OSError, rotation.RotationError) as exc:
+        raise _fail(f"cannot update {path}: {exc}") from exc
+    version = max(content.keys)
+    if created:
+        typer.echo(f"created PHI key file {path} from the current (development) keys")
+    typer.echo(f"added PHI key version {version} to {path}; it is not active yet")
+    typer.echo(
+        "Running processes load it within a second (copy the file to every host that does not "
+        f"share it first); then: clinicos keys promote {version}"
+    )
+    _audit_phi_key(settings, "keys.phi.add", version)
+
+
+@keys_app.command("promote")
+def keys_promote(
+    version: Annotated[int, typer.Argument(help="the key version that encrypts from now on")],
+) -> None:
+    """Make a PHI key version the active one: new values are sealed under it."""
+    from clinicos.config import read_phi_key_file
+    from clinicos.platform import phi_rotation as rotation
+
+    settings = _settings()
+    path = _phi_key_file(settings)
+    try:
+        if read_phi_key_file(path).active_version == version:
+            typer.echo(f"PHI key version {version} is already the active one")
+            return
+        rotation.update_key_file(path, lambda c: rotation.promote_key_version(c, version))
+    except (OSError, ValueError, rotation.RotationError) as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(f"PHI key version {version} is now active in {path}")
+    typer.echo("Then re-encrypt what is stored: clinicos keys reencrypt")
+    _audit_phi_key(settings, "keys.phi.promote", version)
+
+
+@keys_app.command("reencrypt")
+def keys_reencrypt(
+    batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="rows per transaction")] = 200,
+) -> None:
+    """Re-seal every stored PHI value under the active key (resumable, batched).
+
+    Safe while the API serves traffic: each changed value is written only if unchanged since it
+    was read. Run it again after an interruption, or until nothing is skipped."""
+    from clinicos.platform import phi_rotation as rotation
+
+    settings = _settings()
+    keyring = _phi_keyring(settings)
+    columns = _phi_columns()
+    active = keyring.active_version
+
+    async def _run(engine: AsyncEngine) -> tuple[rotation.ReencryptReport, int]:
+        await rotation.require_full_visibility(engine)
+        total = await rotation.count_pending(engine, columns, active)
+        with typer.progressbar(
+            length=total, label=f"re-encrypting under key version {active}", file=sys.stderr
+        ) as bar:
+            report = await rotation.reencrypt_all(
+                engine,
+                keyring,
+                columns,
+                batch_size=batch_size,
+                on_batch=lambda _table, rows: bar.update(rows),
+            )
+        return report, await rotation.count_pending(engine, columns, keyring.active_version)
+
+    report, remaining = _rotation_engine_run(settings, _run)
+    typer.echo(f"rows examined:                      {report.rows_examined}")
+    typer.echo(f"values re-encrypted:                {report.cells_reencrypted}")
+    typer.echo(f"skipped (changed meanwhile):        {report.cells_skipped}")
+    typer.echo(f"failed to decrypt:                  {report.cells_failed}")
+    typer.echo(f"rows still under another version:   {remaining}")
+    for f in report.failures:
+        typer.echo(
+            f"  {f.table}.{f.column} id={f.row_id} key version={f.key_version}: {f.reason}",
+            err=True,
+        )
+    failed = report.cells_failed > 0
+    _audit_phi_key(
+        settings, "keys.phi.reencrypt", keyring.active_version, "failure" if failed else "success"
+    )
+    if failed:
+        raise _fail(
+            f"{report.cells_failed} stored value(s) could not be decrypted (listed above); "
+            "their key versions cannot be retired"
+        )
+    if remaining:
+        typer.echo("Run `clinicos keys reencrypt` again to pick up what is left.")
+
+
+@keys_app.command("retire")
+def keys_retire(
+    version: Annotated[int, typer.Argument(help="the key version to remove")],
+) -> None:
+    """Remove a PHI key version from the key file (refused while active or still in use)."""
+    from clinicos.platform import phi_rotation as rotation
+
+    settings = _settings()
+    columns = _phi_columns()
+    path = settings.phi.key_file
+    if path is None:  # keys in the variables: check, and say what to remove
+        keyring = _phi_keyring(settings)
+        if version not in keyring.versions:
+            raise _fail(f"version {version} is not in the keyring")
+        if version == keyring.active_version:
+            raise _fail(f"version {version} is the active version; promote another one first")
+
+        async def _check(engine: AsyncEngine) -> int:
+            await rotation.require_full_visibility(engine)
+            return await rotation.cells_using_version(engine, columns, version)
+
+        in_use = _rotation_engine_run(settings, _check)
+        if in_use:
+            raise _fail(
+                f"{in_use} stored value(s) still use key version {version}; run "
+                "`clinicos keys reencrypt` (again) until none is left"
+            )
+        typer.echo(
+            f"no stored value uses key version {version}: remove it from CLINICOS_PHI__KEYS "
+            "in every process"
+        )
+        return
+    try:
+        _rotation_engine_run(
+            settings, lambda engine: rotation.retire_version(path, version, engine, columns)
+        )
+    except OSError as exc:
+        raise _fail(f"cannot update {path}: {exc}") from exc
+    typer.echo(f"retired PHI key version {version}: removed from {path}")
+    typer.echo(
+        "Backups taken before now may hold values sealed under it: keep a copy of the previous "
+        "key file (or that key) with them."
+    )
+    _audit_phi_key(settings, "keys.phi.retire", version)
+
+
+@keys_app.command("status")
+def keys_status() -> None:
+    """Show the PHI key versions, the active one, and how many stored values use each."""
+    from clinicos.config import read_phi_key_file
+    from clinicos.platform import phi_rotation as rotation
+
+    settings = _settings()
+    keyring = _phi_keyring(settings)
+    columns = _phi_columns()
+    path = settings.phi.key_file
+    retired: tuple[int, ...] = ()
+    if path is None:
+        source = "CLINICOS_PHI__KEYS" if settings.phi.keys else "development keys"
+    elif path.exists():
+        source = f"key file {path}"
+        try:
+            retired = read_phi_key_file(path).retired_versions
+        except ValueError as exc:
+            raise _fail(str(exc), 2) from exc
+    else:
+        source = f"development keys (key file {path} does not exist yet)"
+    if keyring.development:
+        source += ", derived from CLINICOS_SECRET_KEY — development only"
+    versions = [*keyring.versions, *retired]
+
+    async def _count(engine: AsyncEngine) -> rotation.VersionCounts:
+        await rotation.require_full_visibility(engine)
+        return await rotation.count_by_version(engine, columns, versions)
+
+    counts = _rotation_engine_run(settings, _count)
+    typer.echo(f"source: {source}")
+    for version in keyring.versions:
+        label = f"version {version}" + (" (active)" if version == keyring.active_version else "")
+        typer.echo(f"  {label:<22} {counts.by_version[version]:>10} stored values")
+    for version in retired:
+        typer.echo(
+            f"  {f'version {version} (retired)':<22} {counts.by_version[version]:>10} stored values"
+        )
+    if counts.other:
+        typer.echo(f"  {'other (no such key)':<22} {counts.other:>10} stored values")
 
 
 @audit_app.command("verify")

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
 from limits import parse_many
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Development-only secret: CLINICOS_ENV=production refuses to start while it is in use.
@@ -331,12 +334,164 @@ class PhiSettings(BaseModel):
         ),
     )
 
+    key_file: Path | None = Field(
+        default=None,
+        description=(
+            'Path of a JSON key file (`{"active_version": 2, "keys": {"1": "…", "2": '
+            '"…"}, "blind_index_key": "…"}`, mode 0600) that then holds the data keys, the '
+            "active version and the blind-index key instead of the three variables above, which "
+            "must stay unset. `clinicos keys add|promote|retire` rewrite it atomically and running "
+            "processes reload it within a second. Until it exists, development keys are used "
+            "(production refuses to start)."
+        ),
+    )
+
     @field_validator("keys")
     @classmethod
     def _positive_versions(cls, value: dict[int, SecretStr]) -> dict[int, SecretStr]:
         if any(version < 1 for version in value):
             raise ValueError("key versions are whole numbers from 1")
         return value
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> PhiSettings:
+        if self.key_file is None:
+            return self
+        clashing = []
+        if self.keys:
+            clashing.append("CLINICOS_PHI__KEYS")
+        if "active_version" in self.model_fields_set:
+            clashing.append("CLINICOS_PHI__ACTIVE_VERSION")
+        if self.blind_index_key is not None and self.blind_index_key.get_secret_value():
+            clashing.append("CLINICOS_PHI__BLIND_INDEX_KEY")
+        if clashing:
+            raise ValueError(
+                "CLINICOS_PHI__KEY_FILE is set, so the key file holds the PHI keys; unset "
+                + ", ".join(clashing)
+            )
+        return self
+
+
+@dataclass(frozen=True)
+class PhiKeyFile:
+    """The content of a PHI key file (``CLINICOS_PHI__KEY_FILE``): raw 32-byte keys by version,
+    the active version, the blind-index key, and the versions retired from it (never reused)."""
+
+    active_version: int
+    keys: Mapping[int, bytes]
+    blind_index_key: bytes
+    retired_versions: tuple[int, ...] = field(default=())
+
+    def __repr__(self) -> str:  # never show key material
+        return (
+            f"PhiKeyFile(active_version={self.active_version}, versions={sorted(self.keys)}, "
+            f"retired_versions={list(self.retired_versions)})"
+        )
+
+    def to_json(self) -> str:
+        """The file's text: versions as strings, keys as standard base64."""
+        data = {
+            "active_version": self.active_version,
+            "keys": {
+                str(v): base64.b64encode(self.keys[v]).decode("ascii") for v in sorted(self.keys)
+            },
+            "blind_index_key": base64.b64encode(self.blind_index_key).decode("ascii"),
+            "retired_versions": sorted(self.retired_versions),
+        }
+        return json.dumps(data, indent=2) + "\n"
+
+
+class PhiKeyFileError(ValueError):
+    """A key file that cannot be used; the message names the problem, never a key.
+
+    ``missing`` is true when the file does not exist."""
+
+    def __init__(self, message: str, *, missing: bool = False) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+
+def read_phi_key_file(path: Path) -> PhiKeyFile:
+    """Read and validate a key file; :class:`PhiKeyFileError` says what is wrong with it."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise PhiKeyFileError(f"{path} does not exist", missing=True) from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise PhiKeyFileError(f"{path} cannot be read ({reason})") from None
+    try:
+        return parse_phi_key_file(raw)
+    except PhiKeyFileError as exc:
+        raise PhiKeyFileError(f"{path}: {exc}") from None
+
+
+def parse_phi_key_file(raw: bytes | str) -> PhiKeyFile:
+    """Validate a key file's text: the rules production applies to the variables (32-byte
+    base64 keys, versions from 1, the active version present, no two versions sharing a key,
+    a separate blind-index key)."""
+    try:
+        data = json.loads(raw)
+    except UnicodeDecodeError:
+        raise PhiKeyFileError("not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise PhiKeyFileError(f"not valid JSON (line {exc.lineno}, column {exc.colno})") from None
+    if not isinstance(data, dict):
+        raise PhiKeyFileError("not a JSON object")
+    unknown = set(data) - {"active_version", "keys", "blind_index_key", "retired_versions"}
+    if unknown:
+        raise PhiKeyFileError(f"unknown fields {sorted(unknown)}")
+    active = data.get("active_version")
+    if not _is_version(active):
+        raise PhiKeyFileError("'active_version' must be a whole number from 1")
+    entries = data.get("keys")
+    if not isinstance(entries, dict) or not entries:
+        raise PhiKeyFileError("'keys' must be a non-empty object, version → base64 key")
+    keys: dict[int, bytes] = {}
+    for name, value in entries.items():
+        if not (isinstance(name, str) and name.isascii() and name.isdigit()) or int(name) < 1:
+            raise PhiKeyFileError("'keys' versions must be whole numbers from 1")
+        version = int(name)
+        if version in keys:
+            raise PhiKeyFileError(f"version {version} appears twice")
+        if not isinstance(value, str):
+            raise PhiKeyFileError(f"version {version}: not a base64 string")
+        try:
+            raw_key = decode_phi_key(value)
+        except ValueError as exc:
+            raise PhiKeyFileError(f"version {version}: {exc}") from None
+        twin = next((v for v, other in keys.items() if other == raw_key), None)
+        if twin is not None:
+            raise PhiKeyFileError(f"versions {twin} and {version} share a key")
+        keys[version] = raw_key
+    if active not in keys:
+        raise PhiKeyFileError(f"active version {active} is not in 'keys'")
+    blind_text = data.get("blind_index_key")
+    if not isinstance(blind_text, str):
+        raise PhiKeyFileError("'blind_index_key' must be a base64 string")
+    try:
+        blind = decode_phi_key(blind_text)
+    except ValueError as exc:
+        raise PhiKeyFileError(f"blind_index_key: {exc}") from None
+    same = [v for v, raw_key in keys.items() if raw_key == blind]
+    if same:
+        raise PhiKeyFileError(f"blind_index_key equals the data key of version {same[0]}")
+    retired = data.get("retired_versions", [])
+    if not isinstance(retired, list) or not all(_is_version(v) for v in retired):
+        raise PhiKeyFileError("'retired_versions' must be a list of whole numbers from 1")
+    reused = sorted(set(retired) & set(keys))
+    if reused:
+        raise PhiKeyFileError(f"version {reused[0]} is both retired and in 'keys'")
+    return PhiKeyFile(
+        active_version=active,
+        keys=keys,
+        blind_index_key=blind,
+        retired_versions=tuple(sorted(set(retired))),
+    )
+
+
+def _is_version(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 class Settings(BaseSettings):
@@ -485,6 +640,13 @@ def production_problems(settings: Settings) -> list[tuple[str, str]]:
 
 def _phi_problems(phi: PhiSettings) -> list[tuple[str, str]]:
     """Production rules for the PHI keys: present, well formed, consistent and separate."""
+    if phi.key_file is not None:
+        try:
+            read_phi_key_file(phi.key_file)
+        except PhiKeyFileError as exc:
+            hint = " (create it with `clinicos keys add`)" if exc.missing else ""
+            return [("CLINICOS_PHI__KEY_FILE", f"{exc}{hint}")]
+        return []
     problems: list[tuple[str, str]] = []
     data_keys: dict[int, bytes] = {}
     if not phi.keys:

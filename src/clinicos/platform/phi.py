@@ -12,8 +12,10 @@ index differently and rotating the data keys never changes an index. See ADR 001
 reasoning, the limits (exact match only; equal values have equal indexes) and the rotation
 procedure.
 
-Nothing here touches a database: the records context stores the tokens and indexes, and its
-rotation job drives :func:`reencrypt_batch` over real rows.
+The keys come from configuration: the ``CLINICOS_PHI__*`` variables, or a key file
+(``CLINICOS_PHI__KEY_FILE``) that a running keyring follows, so a rotation reaches every process
+without a restart. Nothing here touches a database: the contexts store the tokens and indexes,
+and :mod:`clinicos.platform.phi_rotation` walks the stored tokens to re-encrypt and count them.
 """
 
 from __future__ import annotations
@@ -25,8 +27,12 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
+import time
 import unicodedata
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, overload
 
@@ -35,8 +41,16 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from clinicos.config import PHI_KEY_BYTES, decode_phi_key
+from clinicos.config import (
+    PHI_KEY_BYTES,
+    Environment,
+    PhiKeyFile,
+    PhiKeyFileError,
+    decode_phi_key,
+    read_phi_key_file,
+)
 from clinicos.kernel.errors import DomainError
+from clinicos.platform.observability.logging import get_logger
 from clinicos.platform.observability.metrics import PHI_DECRYPTION_FAILURES
 
 if TYPE_CHECKING:
@@ -47,6 +61,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BLIND_INDEX_COLUMN",
     "ENCRYPTED_COLUMN",
+    "KEY_FILE_CHECK_SECONDS",
     "PhiDecryptionFailed",
     "PhiKeyring",
     "PhiKeyringError",
@@ -54,12 +69,15 @@ __all__ = [
     "derive_development_blind_index_key",
     "derive_development_data_key",
     "encrypted_columns",
+    "keys_from_settings",
     "normalise_digits",
     "normalise_text",
     "reencrypt_batch",
     "reencrypt_row",
     "token_version",
 ]
+
+log = get_logger("clinicos.phi")
 
 _NONCE_BYTES = 12
 _TAG_BYTES = 16
@@ -148,10 +166,119 @@ def _check_identifier(kind: str, name: str) -> None:
         raise ValueError(f"{kind} must be a lower-case SQL identifier")
 
 
+def keys_from_settings(settings: Settings) -> tuple[PhiKeyFile, bool]:
+    """The keys the variables give (ignoring any key file), and whether they are development
+    keys: ``CLINICOS_PHI__KEYS`` and ``CLINICOS_PHI__BLIND_INDEX_KEY``, or — for whichever is
+    unset — keys derived from ``CLINICOS_SECRET_KEY``, versions 1 up to the active version.
+    ``clinicos keys add`` writes these into a new key file."""
+    phi = settings.phi
+    secret = settings.secret_key.get_secret_value()
+    development = False
+    keys: dict[int, bytes] = {}
+    if phi.keys:
+        for version, value in phi.keys.items():
+            try:
+                keys[version] = decode_phi_key(value.get_secret_value())
+            except ValueError as exc:
+                raise PhiKeyringError(f"CLINICOS_PHI__KEYS: version {version}: {exc}") from None
+    else:
+        development = True
+        keys = {
+            version: derive_development_data_key(secret, version)
+            for version in range(1, phi.active_version + 1)
+        }
+    if phi.blind_index_key is not None and phi.blind_index_key.get_secret_value():
+        try:
+            blind = decode_phi_key(phi.blind_index_key.get_secret_value())
+        except ValueError as exc:
+            raise PhiKeyringError(f"CLINICOS_PHI__BLIND_INDEX_KEY: {exc}") from None
+    else:
+        development = True
+        blind = derive_development_blind_index_key(secret)
+    material = PhiKeyFile(active_version=phi.active_version, keys=keys, blind_index_key=blind)
+    return material, development
+
+
+KEY_FILE_CHECK_SECONDS = 1.0
+"""How often (at most) a keyring backed by a key file looks at the file's ``stat``."""
+
+
+@dataclass(frozen=True, eq=False)
+class _Ring:
+    """One consistent set of keys; a reload swaps the whole object."""
+
+    aeads: Mapping[int, AESGCM]
+    active_version: int
+    blind_index_key: bytes
+    development: bool
+    column_keys: dict[tuple[str, str], bytes] = field(default_factory=dict)
+
+
+def _build_ring(
+    keys: Mapping[int, bytes], *, active_version: int, blind_index_key: bytes, development: bool
+) -> _Ring:
+    if not keys:
+        raise PhiKeyringError("CLINICOS_PHI__KEYS: the keyring holds no data key")
+    for version, key in keys.items():
+        if version < 1:
+            raise PhiKeyringError("CLINICOS_PHI__KEYS: key versions start at 1")
+        if len(key) != PHI_KEY_BYTES:
+            raise PhiKeyringError(f"CLINICOS_PHI__KEYS: version {version} is not 32 bytes")
+    if active_version not in keys:
+        raise PhiKeyringError(
+            f"CLINICOS_PHI__ACTIVE_VERSION: version {active_version} is not in the keyring"
+        )
+    if len(blind_index_key) != PHI_KEY_BYTES:
+        raise PhiKeyringError("CLINICOS_PHI__BLIND_INDEX_KEY: not 32 bytes")
+    if any(hmac.compare_digest(blind_index_key, key) for key in keys.values()):
+        raise PhiKeyringError("CLINICOS_PHI__BLIND_INDEX_KEY: equals a data key")
+    return _Ring(
+        aeads={version: AESGCM(key) for version, key in keys.items()},
+        active_version=active_version,
+        blind_index_key=blind_index_key,
+        development=development,
+    )
+
+
+# A key file's identity: device, inode, size, modification and change times. An atomic
+# replace (temp file + rename) always yields a new inode, so a rewrite is never missed.
+_Signature = tuple[int, int, int, int, int]
+
+
+def _signature(path: Path) -> _Signature | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+_MISSING = ("missing",)
+
+
+class _KeyFileWatch:
+    """Where a keyring's keys come from, and what of that file it has loaded."""
+
+    def __init__(self, path: Path, interval: float, loaded: _Signature | None) -> None:
+        self.path = path
+        self.interval = interval
+        self.loaded = loaded  # signature of the file the current keys came from; None: not it
+        self.reported: object = None  # the failure last logged, so each is logged once
+        self.next_check = time.monotonic() + interval
+        self.lock = threading.Lock()
+
+
 class PhiKeyring:
     """Data keys by version (one of them active) and the blind-index key.
 
-    Build it once per process with :meth:`from_settings`; it is immutable and safe to share."""
+    Build it once per process with :meth:`from_settings` and share it. With a key file
+    (``CLINICOS_PHI__KEY_FILE``) it follows the file: at most every
+    :data:`KEY_FILE_CHECK_SECONDS` it compares the file's ``stat`` with what it loaded and
+    reloads on a change, and a token naming a version it lacks makes it look at once — so keys
+    added, promoted or retired with ``clinicos keys …`` reach a running process without a
+    restart. A reload swaps one immutable set of keys, so every call sees a consistent keyring;
+    a file that does not load (half-written, bad JSON, invalid keys) keeps the previous keys and
+    logs an error that names the file and the problem, never a key."""
 
     def __init__(
         self,
@@ -161,73 +288,149 @@ class PhiKeyring:
         blind_index_key: bytes,
         development: bool = False,
     ) -> None:
-        if not keys:
-            raise PhiKeyringError("CLINICOS_PHI__KEYS: the keyring holds no data key")
-        for version, key in keys.items():
-            if version < 1:
-                raise PhiKeyringError("CLINICOS_PHI__KEYS: key versions start at 1")
-            if len(key) != PHI_KEY_BYTES:
-                raise PhiKeyringError(f"CLINICOS_PHI__KEYS: version {version} is not 32 bytes")
-        if active_version not in keys:
-            raise PhiKeyringError(
-                f"CLINICOS_PHI__ACTIVE_VERSION: version {active_version} is not in the keyring"
-            )
-        if len(blind_index_key) != PHI_KEY_BYTES:
-            raise PhiKeyringError("CLINICOS_PHI__BLIND_INDEX_KEY: not 32 bytes")
-        if any(hmac.compare_digest(blind_index_key, key) for key in keys.values()):
-            raise PhiKeyringError("CLINICOS_PHI__BLIND_INDEX_KEY: equals a data key")
-        self._aeads = {version: AESGCM(key) for version, key in keys.items()}
-        self._active_version = active_version
-        self._blind_index_key = blind_index_key
-        self._column_keys: dict[tuple[str, str], bytes] = {}
-        self.development = development
+        self._ring = _build_ring(
+            keys,
+            active_version=active_version,
+            blind_index_key=blind_index_key,
+            development=development,
+        )
+        self._watch: _KeyFileWatch | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> PhiKeyring:
-        """The keyring the settings describe. With no ``CLINICOS_PHI__KEYS`` (or no blind-index
-        key) it derives development-only keys from ``CLINICOS_SECRET_KEY`` — versions 1 up to
-        the active version — and marks itself ``development``."""
-        phi = settings.phi
-        secret = settings.secret_key.get_secret_value()
-        development = False
-        keys: dict[int, bytes] = {}
-        if phi.keys:
-            for version, value in phi.keys.items():
-                try:
-                    keys[version] = decode_phi_key(value.get_secret_value())
-                except ValueError as exc:
-                    raise PhiKeyringError(f"CLINICOS_PHI__KEYS: version {version}: {exc}") from None
+    def from_settings(
+        cls, settings: Settings, *, check_interval: float = KEY_FILE_CHECK_SECONDS
+    ) -> PhiKeyring:
+        """The keyring the settings describe.
+
+        With ``CLINICOS_PHI__KEY_FILE`` the keys come from that file and the keyring follows
+        it (``check_interval`` seconds between looks); while the file does not exist yet,
+        development keys are used outside production (production raises). Otherwise the keys
+        are ``CLINICOS_PHI__KEYS``; with none set (or no blind-index key) it derives
+        development-only keys from ``CLINICOS_SECRET_KEY`` — versions 1 up to the active
+        version — and marks itself ``development``."""
+        path = settings.phi.key_file
+        if path is None:
+            material, development = keys_from_settings(settings)
+            return cls(
+                material.keys,
+                active_version=material.active_version,
+                blind_index_key=material.blind_index_key,
+                development=development,
+            )
+        signature = _signature(path)  # before reading: a change in between reloads again
+        try:
+            content = read_phi_key_file(path)
+        except PhiKeyFileError as exc:
+            if not exc.missing or settings.env is Environment.production:
+                raise PhiKeyringError(f"CLINICOS_PHI__KEY_FILE: {exc}") from None
+            material, _ = keys_from_settings(settings)
+            ring = cls(
+                material.keys,
+                active_version=material.active_version,
+                blind_index_key=material.blind_index_key,
+                development=True,
+            )
+            signature = None
         else:
-            development = True
-            keys = {
-                version: derive_development_data_key(secret, version)
-                for version in range(1, phi.active_version + 1)
-            }
-        if phi.blind_index_key is not None and phi.blind_index_key.get_secret_value():
-            try:
-                blind = decode_phi_key(phi.blind_index_key.get_secret_value())
-            except ValueError as exc:
-                raise PhiKeyringError(f"CLINICOS_PHI__BLIND_INDEX_KEY: {exc}") from None
-        else:
-            development = True
-            blind = derive_development_blind_index_key(secret)
-        return cls(
-            keys, active_version=phi.active_version, blind_index_key=blind, development=development
-        )
+            ring = cls(
+                content.keys,
+                active_version=content.active_version,
+                blind_index_key=content.blind_index_key,
+            )
+        ring._watch = _KeyFileWatch(path, check_interval, signature)
+        return ring
 
     def __repr__(self) -> str:
         return (
-            f"PhiKeyring(versions={list(self.versions)}, active_version={self._active_version}, "
+            f"PhiKeyring(versions={list(self.versions)}, active_version={self.active_version}, "
             f"development={self.development})"
         )
 
     @property
     def active_version(self) -> int:
-        return self._active_version
+        return self._current().active_version
 
     @property
     def versions(self) -> tuple[int, ...]:
-        return tuple(sorted(self._aeads))
+        return tuple(sorted(self._current().aeads))
+
+    @property
+    def development(self) -> bool:
+        """True while the keys are derived from the installation secret (development only)."""
+        return self._current().development
+
+    @property
+    def key_file(self) -> Path | None:
+        """The key file this keyring follows, if any."""
+        return None if self._watch is None else self._watch.path
+
+    # -- following the key file ----------------------------------------------------------------
+
+    def _current(self) -> _Ring:
+        watch = self._watch
+        if watch is not None and time.monotonic() >= watch.next_check:
+            self.reload_if_changed()
+        return self._ring
+
+    def reload_if_changed(self, *, retry_failed: bool = True) -> bool:
+        """Look at the key file now and load it if it changed; True when new keys were loaded.
+
+        A file that does not load keeps the current keys (logged once per version of the
+        file); with ``retry_failed=False`` such a file is not even read again until it
+        changes."""
+        watch = self._watch
+        if watch is None or not watch.lock.acquire(blocking=False):
+            return False
+        try:
+            watch.next_check = time.monotonic() + watch.interval
+            signature = _signature(watch.path)
+            if signature == watch.loaded:
+                return False
+            if signature is None:
+                if watch.reported is not _MISSING:
+                    log.error(
+                        "phi_key_file_missing",
+                        path=str(watch.path),
+                        kept_versions=list(self.versions_loaded()),
+                    )
+                    watch.reported = _MISSING
+                return False
+            if not retry_failed and signature == watch.reported:
+                return False
+            try:
+                content = read_phi_key_file(watch.path)
+                ring = _build_ring(
+                    content.keys,
+                    active_version=content.active_version,
+                    blind_index_key=content.blind_index_key,
+                    development=False,
+                )
+            except (PhiKeyFileError, PhiKeyringError) as exc:
+                if signature != watch.reported:
+                    log.error(
+                        "phi_key_file_reload_failed",
+                        path=str(watch.path),
+                        problem=str(exc),
+                        kept_versions=list(self.versions_loaded()),
+                    )
+                    watch.reported = signature
+                return False
+            self._ring = ring
+            watch.loaded = signature
+            watch.reported = None
+            log.info(
+                "phi_keys_reloaded",
+                path=str(watch.path),
+                versions=sorted(ring.aeads),
+                active_version=ring.active_version,
+            )
+            return True
+        finally:
+            watch.lock.release()
+
+    def versions_loaded(self) -> tuple[int, ...]:
+        """The versions held right now, without looking at the key file."""
+        return tuple(sorted(self._ring.aeads))
 
     # -- encryption ----------------------------------------------------------------------------
 
@@ -245,10 +448,11 @@ class PhiKeyring:
         """Seal ``plaintext`` for one cell under the active key; None stays None."""
         if plaintext is None:
             return None
-        version = self._active_version
+        ring = self._current()
+        version = ring.active_version
         nonce = secrets.token_bytes(_NONCE_BYTES)
         aad = _associated_data(organization_id, table, column, row_id, version)
-        sealed = self._aeads[version].encrypt(nonce, plaintext.encode("utf-8"), aad)
+        sealed = ring.aeads[version].encrypt(nonce, plaintext.encode("utf-8"), aad)
         return f"v{version}:{base64.b64encode(nonce + sealed).decode('ascii')}"
 
     @overload
@@ -278,7 +482,13 @@ class PhiKeyring:
         if match is None:
             raise failed("not a PHI token")
         version = int(match.group(1))
-        aead = self._aeads.get(version)
+        aead = self._current().aeads.get(version)
+        if aead is None and self._watch is not None:
+            # Sealed under a version added since the last look: another process (or the CLI)
+            # may already use a freshly promoted key. A file that failed to load is not read
+            # again for every such token, only on the periodic look.
+            self.reload_if_changed(retry_failed=False)
+            aead = self._ring.aeads.get(version)
         if aead is None:
             raise failed(f"key version {version} is not in the keyring", version)
         try:
@@ -306,7 +516,7 @@ class PhiKeyring:
         if token is None:
             return False
         try:
-            return token_version(token) != self._active_version
+            return token_version(token) != self._current().active_version
         except ValueError:
             return True
 
@@ -347,16 +557,17 @@ class PhiKeyring:
         normalised = normalise_text(value)
         if not normalised:
             return None
-        key = self._column_key(table, column)
+        key = self._column_key(self._current(), table, column)
         return hmac.new(key, normalised.encode("utf-8"), hashlib.sha256).hexdigest()
 
-    def _column_key(self, table: str, column: str) -> bytes:
-        cached = self._column_keys.get((table, column))
+    @staticmethod
+    def _column_key(ring: _Ring, table: str, column: str) -> bytes:
+        cached = ring.column_keys.get((table, column))
         if cached is None:
             _check_identifier("table", table)
             _check_identifier("column", column)
-            cached = _hkdf(self._blind_index_key, f"clinicos/phi/blind-index/{table}/{column}")
-            self._column_keys[(table, column)] = cached
+            cached = _hkdf(ring.blind_index_key, f"clinicos/phi/blind-index/{table}/{column}")
+            ring.column_keys[(table, column)] = cached
         return cached
 
 
