@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -821,10 +821,17 @@ app.add_typer(demo_app, name="demo")
 
 
 @demo_app.command("seed")
-def demo_seed() -> None:
-    """Seed two demo clinics with one user per role (once), and print how to sign in."""
+def demo_seed(
+    patients: Annotated[
+        int, typer.Option(min=0, max=10_000, help="synthetic patients per demo clinic")
+    ] = 40,
+) -> None:
+    """Seed two demo clinics with one user per role and their patients (once), and print how
+    to sign in."""
     import secrets
+    from datetime import UTC, datetime
 
+    from clinicos.cli_fhir import seed_demo_patients
     from clinicos.identity.services.demo import demo_logins, seed_demo
 
     settings = _settings()
@@ -838,6 +845,26 @@ def demo_seed() -> None:
 
     seeded = _run_use_case(_seed)
     logins = demo_logins()
+    if seeded is not None:
+        today = datetime.now(UTC).date()
+        for number, slug in enumerate(dict.fromkeys(login.organization for login in logins)):
+
+            async def _patients(c: Container, slug: str = slug, number: int = number) -> object:
+                return await seed_demo_patients(
+                    c,
+                    organization=slug,
+                    email=f"clinician@{slug}.example.com",
+                    count=patients,
+                    seed=number + 1,
+                    as_of=today,
+                )
+
+            report: Any = _run_use_case(_patients)
+            typer.echo(
+                f"{slug}: {report.patients} demo patients (P-001, P-002, P-007 and synthetic)"
+            )
+            for source, code, detail in report.failures:
+                typer.echo(f"  demo patient {source} not stored: {code}: {detail}", err=True)
     typer.echo("")
     if seeded is None:
         typer.echo(
@@ -989,6 +1016,11 @@ def packs_activate(
             "production refuses to activate or evaluate with it",
             err=True,
         )
+
+
+from clinicos.cli_fhir import fhir_app  # noqa: E402  (after `app`, which it extends)
+
+app.add_typer(fhir_app, name="fhir")
 
 
 def main() -> None:
