@@ -23,6 +23,7 @@ from clinicos.platform.http.problems import install_problem_handlers
 from clinicos.platform.observability.logging import configure_logging, get_logger
 from clinicos.platform.observability.metrics import SCHEMA_CURRENT
 from clinicos.platform.observability.tracing import configure_tracing
+from clinicos.records.clinical_routes import router as records_clinical_router
 from clinicos.records.note_routes import router as records_note_router
 from clinicos.records.routes import router as records_router
 
@@ -119,6 +120,7 @@ def create_app(
     app.include_router(cds_router)
     app.include_router(cds_override_router)
     app.include_router(records_router)
-    app.include_router(records_note_router)
+    app.include_router(records_clinical_router)
     install_fhir(app)
+    app.include_router(records_note_router)
     return app

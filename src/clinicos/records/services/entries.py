@@ -1,0 +1,260 @@
+"""The plumbing the clinical-entry use cases share (observations, conditions, allergies, the
+medication list, prescriptions): new rows, paging, the read/list/update use-case shapes, the
+audit entry and event each one writes, and 422s naming the field."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Select, and_, or_, select
+
+from clinicos.kernel.actor import Actor
+from clinicos.kernel.errors import FieldError, ValidationFailed
+from clinicos.kernel.ids import new_id
+from clinicos.platform.db.uow import SqlUnitOfWork
+from clinicos.records.events import EntryRecorded
+from clinicos.records.models import Encounter
+from clinicos.records.services.common import (
+    UnitOfWorkFor,
+    audit_access,
+    check_version,
+    load_entry,
+    load_patient,
+)
+from clinicos.records.services.patients import decode_cursor, encode_cursor
+from clinicos.records.services.terminology import plain_decimal
+
+MAX_PAGE = 100
+# Devices and lab systems disagree with our clock by seconds to minutes; beyond that a
+# measurement "in the future" is a data-entry error (wrong day, wrong time zone).
+CLOCK_SKEW = timedelta(minutes=5)
+# Dates carry no zone: "today" somewhere on Earth may already be tomorrow in UTC.
+DATE_SKEW = timedelta(days=1)
+
+Revise = Callable[[Any, Mapping[str, Any], datetime], Any]
+
+
+def raise_invalid(errors: Sequence[FieldError]) -> None:
+    """422 ``validation_failed`` naming every invalid field (never its value), if any."""
+    if errors:
+        names = ", ".join(sorted({e.field for e in errors}))
+        raise ValidationFailed(f"invalid fields: {names}", errors=errors)
+
+
+def aware_utc(value: datetime, field: str) -> datetime:
+    """An aware datetime in UTC; a naive one is a 422 naming ``field``."""
+    if value.tzinfo is None:
+        raise_invalid([FieldError((field,), "a timezone-aware datetime is required", "naive")])
+    return value.astimezone(UTC)
+
+
+def merge(current: Any, changes: Mapping[str, Any], allowed: Iterable[str]) -> Any:
+    """``current`` (a frozen fields dataclass) with ``changes`` applied; a field outside
+    ``allowed`` is a programming error (the API schemas never send one)."""
+    unknown = set(changes) - set(allowed)
+    if unknown:
+        raise ValueError(f"fields that cannot be changed: {sorted(unknown)}")
+    return replace(current, **changes)
+
+
+def fields_of(fields_type: Any, row: Any) -> Any:
+    """The fields dataclass of a row whose columns carry the same names."""
+    values = {f.name: getattr(row, f.name) for f in fields(fields_type)}
+    return fields_type(
+        **{k: plain_decimal(v) if isinstance(v, Decimal) else v for k, v in values.items()}
+    )
+
+
+def apply_fields(row: Any, values: Any, *, skip: Iterable[str] = ()) -> None:
+    for f in fields(values):
+        if f.name not in skip:
+            setattr(row, f.name, getattr(values, f.name))
+
+
+def new_row(
+    model: Any, uow: SqlUnitOfWork, actor: Actor, patient_id: str, row_id: str | None
+) -> Any:
+    now = uow.clock.now()
+    return model(
+        id=row_id or new_id(),
+        organization_id=actor.organization_id,
+        patient_id=patient_id,
+        created_by=actor.user_id,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def entry_event(actor: Actor, row: Any, resource_type: str, change: str) -> EntryRecorded:
+    return EntryRecorded(
+        organization_id=actor.organization_id,
+        patient_id=row.patient_id,
+        resource_type=resource_type,
+        resource_id=row.id,
+        change=change,
+    )
+
+
+def of_patient(model: Any, actor: Actor, patient_id: str) -> Select[Any]:
+    return select(model).where(
+        model.organization_id == actor.organization_id, model.patient_id == patient_id
+    )
+
+
+async def check_encounter(
+    uow: SqlUnitOfWork, actor: Actor, patient_id: str, encounter_id: str | None
+) -> None:
+    """An entry may name an encounter only of the same patient in the same organization."""
+    if encounter_id is None:
+        return
+    found = await uow.session.scalar(
+        select(Encounter.id).where(
+            Encounter.id == encounter_id,
+            Encounter.organization_id == actor.organization_id,
+            Encounter.patient_id == patient_id,
+        )
+    )
+    if found is None:
+        raise_invalid([FieldError(("encounter_id",), "no such encounter for this patient")])
+
+
+@dataclass(frozen=True)
+class EntryPage:
+    """One page of a patient's entries (rows, newest first) and where the next one starts."""
+
+    items: list[Any]
+    next_cursor: str | None
+
+
+async def keyset_page(
+    uow: SqlUnitOfWork,
+    query: Select[Any],
+    model: Any,
+    column: Any,
+    *,
+    limit: int,
+    cursor: str | None,
+) -> EntryPage:
+    """Newest first by ``column``, ties by id; ``cursor`` continues after the previous page
+    (a malformed one is a 400 naming the parameter). At most ``MAX_PAGE`` rows."""
+    limit = max(1, min(limit, MAX_PAGE))
+    if cursor is not None:
+        at, row_id = decode_cursor(cursor)
+        query = query.where(or_(column < at, and_(column == at, model.id < row_id)))
+    query = query.order_by(column.desc(), model.id.desc()).limit(limit + 1)
+    rows = list((await uow.session.scalars(query)).all())
+    page = rows[:limit]
+    more = len(rows) > limit and bool(page)
+    next_cursor = encode_cursor(getattr(page[-1], column.key), page[-1].id) if more else None
+    return EntryPage(items=page, next_cursor=next_cursor)
+
+
+# -- use-case shapes ----------------------------------------------------------------------------
+
+
+async def add_entry(
+    uow: SqlUnitOfWork,
+    actor: Actor,
+    *,
+    model: Any,
+    noun: str,
+    resource_type: str,
+    patient_id: str,
+    values: Any,
+    problems: Callable[[Any, datetime], list[FieldError]],
+    apply: Callable[[Any, Any], None] = apply_fields,
+    row_id: str | None = None,
+) -> Any:
+    """Create an entry inside the caller's unit of work: the patient must be the actor's
+    organization's (404 otherwise), ``values`` must have no ``problems`` (422), a named
+    encounter must be the patient's; then the row, one ``records.<noun>.create`` audit entry
+    and one ``EntryRecorded`` event. No commit."""
+    patient = await load_patient(uow, actor, patient_id)
+    raise_invalid(problems(values, uow.clock.now()))
+    await check_encounter(uow, actor, patient.id, getattr(values, "encounter_id", None))
+    row = new_row(model, uow, actor, patient.id, row_id)
+    apply(row, values)
+    uow.session.add(row)
+    await uow.session.flush()
+    await audit_access(uow, actor, f"records.{noun}.create", target_id=patient.id)
+    uow.record(entry_event(actor, row, resource_type, "created"))
+    return row
+
+
+async def read_entry(
+    *, uows: UnitOfWorkFor, actor: Actor, model: Any, noun: str, patient_id: str, row_id: str
+) -> Any:
+    """One entry of a patient, with one ``records.<noun>.read`` audit entry."""
+    async with uows(actor.organization_id) as uow:
+        patient = await load_patient(uow, actor, patient_id)
+        row = await load_entry(uow, actor, model, row_id, patient_id=patient.id)
+        await audit_access(uow, actor, f"records.{noun}.read", target_id=patient.id)
+        await uow.commit()
+    return row
+
+
+async def list_entries(
+    *,
+    uows: UnitOfWorkFor,
+    actor: Actor,
+    model: Any,
+    noun: str,
+    patient_id: str,
+    where: Sequence[Any] = (),
+    order_by: Any = None,
+    limit: int = 20,
+    cursor: str | None = None,
+) -> EntryPage:
+    """A patient's entries of ``model`` matching ``where``, newest ``order_by`` (default
+    ``created_at``) first, with one ``records.<noun>.list`` audit entry (also for an empty
+    page: it disclosed that there is nothing)."""
+    async with uows(actor.organization_id) as uow:
+        patient = await load_patient(uow, actor, patient_id)
+        query = of_patient(model, actor, patient.id).where(*where)
+        column = model.created_at if order_by is None else order_by
+        page = await keyset_page(uow, query, model, column, limit=limit, cursor=cursor)
+        await audit_access(uow, actor, f"records.{noun}.list", target_id=patient.id)
+        await uow.commit()
+    return page
+
+
+async def update_entry(
+    *,
+    uows: UnitOfWorkFor,
+    actor: Actor,
+    model: Any,
+    read: Callable[[Any], Any],
+    noun: str,
+    resource_type: str,
+    patient_id: str,
+    row_id: str,
+    changes: Mapping[str, Any],
+    expected_version: int | None,
+    revise: Revise,
+    guard: Callable[[Any], None] | None = None,
+    apply: Callable[[Any, Any], None] = apply_fields,
+    describe: Callable[[Any, Any], str] = lambda current, updated: "updated",
+) -> Any:
+    """Change an entry: load it (404 for another patient or tenant), check the version (409),
+    ``guard`` the row's state, ``revise`` its fields as ``read`` from the row (current fields,
+    changes, now → new fields, raising on invalid ones), write what changed with an event
+    (``describe`` names the change), audit, commit once."""
+    async with uows(actor.organization_id) as uow:
+        row = await load_entry(uow, actor, model, row_id, patient_id=patient_id)
+        check_version(row, expected_version)
+        if guard is not None:
+            guard(row)
+        current = read(row)
+        updated = revise(current, changes, uow.clock.now())
+        if updated != current:
+            apply(row, updated)
+            row.updated_at = uow.clock.now()
+            await uow.session.flush()
+            uow.record(entry_event(actor, row, resource_type, describe(current, updated)))
+        await audit_access(uow, actor, f"records.{noun}.update", target_id=row.patient_id)
+        await uow.commit()
+    return row
