@@ -17,6 +17,7 @@ from clinicos.kernel.actor import Actor
 from clinicos.kernel.errors import NotFound
 from clinicos.platform.db.uow import SqlUnitOfWork
 from clinicos.platform.phi import PhiKeyring
+from clinicos.records import EntryCriteria, PrescriptionCheck, allow_every_prescription
 
 UnitOfWorkFor = Callable[[str | None], SqlUnitOfWork]
 M = TypeVar("M", bound=BaseModel)
@@ -36,6 +37,8 @@ class FhirContext:
     phi: PhiKeyring
     actor: Actor
     base_url: str
+    # What issuing a MedicationRequest passes (decision support, from the composition root).
+    prescription_check: PrescriptionCheck = allow_every_prescription
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,17 @@ def reference_id(
     return ref_id
 
 
+def optional_reference(
+    reference: Any, expected_type: str, path: str, resolver: Resolver | None = None
+) -> str | None:
+    """The id of an optional Reference element (model or None); a reference to a resource
+    this server does not store (``Practitioner/…`` in a Synthea bundle) is an error only when
+    it claims to be ``expected_type``."""
+    if reference is None or not reference.reference:
+        return None
+    return reference_id(reference.reference, expected_type, f"{path}.reference", resolver)
+
+
 def instant(value: Any, path: str) -> datetime:
     """A FHIR dateTime/instant as an aware UTC datetime. A date alone means its start (UTC);
     a dateTime without a zone is refused (ambiguous across clinics)."""
@@ -161,6 +175,23 @@ def instant(value: Any, path: str) -> datetime:
             raise invalid(path, "not a FHIR dateTime") from None
         return instant(parsed, path)
     raise invalid(path, "a dateTime is required")
+
+
+def day_of(value: Any, path: str) -> date | None:
+    """The day of a FHIR date or dateTime (None stays None). A dateTime's day is taken in
+    the zone it was written in: an onset "2026-03-01T23:00-04:00" began on March 1st there."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str) and len(value) >= 10:
+        try:
+            return date.fromisoformat(value[:10])
+        except ValueError:
+            raise invalid(path, "not a FHIR date") from None
+    raise invalid(path, "a full date (YYYY-MM-DD) is required; a year or month alone is not stored")
 
 
 def fhir_instant(value: datetime | None) -> str | None:
@@ -210,3 +241,35 @@ async def by_ids(handler: ResourceType, ctx: FhirContext, ids: Sequence[str]) ->
         except NotFound:
             continue
     return SearchPage(resources=found, next_cursor=None)
+
+
+def entry_criteria(search: SearchRequest) -> EntryCriteria:
+    """The record's search criteria for a parsed FHIR search (``code``, ``status``,
+    ``clinical-status``, ``date`` bounds and ``_sort``)."""
+    low = [b.value for b in search.dates if b.prefix == "ge"]
+    high = [b.value for b in search.dates if b.prefix == "lt"]
+    return EntryCriteria(
+        codes=tuple((t.system, t.code) for t in search.codes),
+        statuses=search.statuses,
+        clinical_statuses=search.clinical_statuses,
+        date_from=max(low) if low else None,
+        date_before=min(high) if high else None,
+        oldest_first=not search.newest_first,
+    )
+
+
+def coding(system: str | None, code: str | None, display: str | None = None) -> dict[str, Any]:
+    """A FHIR Coding without empty elements."""
+    return {k: v for k, v in (("system", system), ("code", code), ("display", display)) if v}
+
+
+def concept(system: str | None, code: str | None, display: str | None = None) -> dict[str, Any]:
+    """A CodeableConcept of one coding."""
+    return {"coding": [coding(system, code, display)]}
+
+
+def fhir_decimal(value: Any) -> int | float:
+    """A stored Decimal as a JSON number: an int when whole (``5`` not ``5.0``)."""
+    if value == value.to_integral_value():
+        return int(value)
+    return float(value)

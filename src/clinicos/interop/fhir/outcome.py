@@ -3,7 +3,8 @@ in FHIR's envelope, and FHIR-specific errors with the element path that failed."
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from pydantic import ValidationError
@@ -107,3 +108,24 @@ def invalid_from(resource_type: str, exc: ValidationError) -> FhirInvalid:
 def invalid(path: str, message: str) -> FhirInvalid:
     """One failing element, by path (``Patient.identifier``)."""
     return FhirInvalid(f"invalid {path}", errors=(FieldError(loc=(path,), message=message),))
+
+
+@contextmanager
+def element_paths(resource_type: str, paths: Mapping[str, str]) -> Iterator[None]:
+    """Translate a record service's 422 (which names the record's fields: ``effective_at``)
+    into the FHIR element paths the client sent (``Observation.effectiveDateTime``)."""
+    try:
+        yield
+    except FhirInvalid:
+        raise
+    except ValidationFailed as exc:
+        errors = tuple(
+            FieldError(
+                loc=(paths.get(str(e.loc[0]) if e.loc else "", resource_type),),
+                message=e.message,
+                type=e.type,
+            )
+            for e in exc.errors
+        ) or (FieldError(loc=(resource_type,), message=exc.detail or "invalid"),)
+        names = ", ".join(sorted({e.field for e in errors}))
+        raise FhirInvalid(f"invalid {resource_type}: {names}", errors=errors) from None

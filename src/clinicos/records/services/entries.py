@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, and_, false, or_, select, true
 
 from clinicos.kernel.actor import Actor
 from clinicos.kernel.errors import FieldError, ValidationFailed
@@ -53,12 +53,28 @@ def aware_utc(value: datetime, field: str) -> datetime:
 
 
 def merge(current: Any, changes: Mapping[str, Any], allowed: Iterable[str]) -> Any:
-    """``current`` (a frozen fields dataclass) with ``changes`` applied; a field outside
-    ``allowed`` is a programming error (the API schemas never send one)."""
-    unknown = set(changes) - set(allowed)
+    """``current`` (a frozen fields dataclass) with ``changes`` applied.
+
+    A change to a field outside ``allowed`` is a 422 naming it (an update that restates the
+    whole entry — a FHIR ``PUT`` — may repeat those fields unchanged); a name that is not a
+    field at all is a programming error."""
+    names = {f.name for f in fields(current)}
+    unknown = set(changes) - names
     if unknown:
-        raise ValueError(f"fields that cannot be changed: {sorted(unknown)}")
-    return replace(current, **changes)
+        raise ValueError(f"not fields of {type(current).__name__}: {sorted(unknown)}")
+    allowed = set(allowed)
+    fixed = sorted(
+        name
+        for name, value in changes.items()
+        if name not in allowed and value != getattr(current, name)
+    )
+    raise_invalid(
+        [
+            FieldError((name,), "cannot be changed once recorded; record a new entry", "immutable")
+            for name in fixed
+        ]
+    )
+    return replace(current, **{k: v for k, v in changes.items() if k in allowed})
 
 
 def fields_of(fields_type: Any, row: Any) -> Any:
@@ -123,6 +139,93 @@ async def check_encounter(
 
 
 @dataclass(frozen=True)
+class EntryCriteria:
+    """What a search of a patient's entries may ask, beyond the patient (the FHIR facade's
+    ``code``, ``status``, ``clinical-status``, ``date`` and ``_sort`` map onto it).
+
+    ``codes`` are ``(system, code)`` tokens, either part optional, OR-ed; ``statuses`` and
+    ``clinical_statuses`` are OR-ed; the date window is ``[date_from, date_before)`` on the
+    entry's own date (see each family's ``*_COLUMNS``); a criterion a family has no column
+    for matches nothing rather than everything."""
+
+    codes: tuple[tuple[str | None, str | None], ...] = ()
+    statuses: tuple[str, ...] = ()
+    clinical_statuses: tuple[str, ...] = ()
+    date_from: datetime | None = None
+    date_before: datetime | None = None
+    oldest_first: bool = False
+
+
+@dataclass(frozen=True)
+class EntryColumns:
+    """Where a family keeps what :class:`EntryCriteria` asks about. ``code`` builds the clause
+    of one ``(system, code)`` token; ``date`` is a datetime or (``date_is_day``) a date column."""
+
+    code: Callable[[str | None, str | None], Any] | None = None
+    status: Any = None
+    clinical_status: Any = None
+    date: Any = None
+    date_is_day: bool = False
+
+
+def coded_as(system_column: Any, code_column: Any) -> Callable[[str | None, str | None], Any]:
+    """The token clause of a family coded as ``(code_system, code)`` columns."""
+
+    def clause(system: str | None, code: str | None) -> Any:
+        parts = []
+        if system is not None:
+            parts.append(system_column == system)
+        if code is not None:
+            parts.append(code_column == code)
+        return and_(*parts) if parts else true()
+
+    return clause
+
+
+def _first_day_from(moment: datetime) -> date:
+    """The first whole day at or after ``moment`` (a date column's inclusive lower bound)."""
+    day = moment.astimezone(UTC).date()
+    return day if moment.astimezone(UTC).time() == time.min else day + timedelta(days=1)
+
+
+def criteria_clauses(criteria: EntryCriteria | None, columns: EntryColumns) -> list[Any]:
+    """The WHERE clauses of ``criteria`` on a family's ``columns``."""
+    if criteria is None:
+        return []
+    clauses: list[Any] = []
+    if criteria.codes:
+        if columns.code is None:
+            clauses.append(false())
+        else:
+            clauses.append(or_(*(columns.code(system, code) for system, code in criteria.codes)))
+    for values, column in (
+        (criteria.statuses, columns.status),
+        (criteria.clinical_statuses, columns.clinical_status),
+    ):
+        if values:
+            clauses.append(false() if column is None else column.in_(values))
+    if criteria.date_from is not None or criteria.date_before is not None:
+        if columns.date is None:
+            clauses.append(false())
+        else:
+            clauses.append(columns.date.is_not(None))
+            low, high = criteria.date_from, criteria.date_before
+            if columns.date_is_day:
+                # A day is inside the window when the whole of it is after date_from and its
+                # start is before date_before.
+                if low is not None:
+                    clauses.append(columns.date >= _first_day_from(low))
+                if high is not None:
+                    clauses.append(columns.date < _first_day_from(high))
+            else:
+                if low is not None:
+                    clauses.append(columns.date >= low)
+                if high is not None:
+                    clauses.append(columns.date < high)
+    return clauses
+
+
+@dataclass(frozen=True)
 class EntryPage:
     """One page of a patient's entries (rows, newest first) and where the next one starts."""
 
@@ -138,14 +241,23 @@ async def keyset_page(
     *,
     limit: int,
     cursor: str | None,
+    descending: bool = True,
 ) -> EntryPage:
-    """Newest first by ``column``, ties by id; ``cursor`` continues after the previous page
-    (a malformed one is a 400 naming the parameter). At most ``MAX_PAGE`` rows."""
+    """Newest first by ``column`` (oldest first unless ``descending``), ties by id; ``cursor``
+    continues after the previous page (a malformed one is a 400 naming the parameter). At
+    most ``MAX_PAGE`` rows. ``column`` must not be nullable (a keyset cannot pass a NULL)."""
     limit = max(1, min(limit, MAX_PAGE))
     if cursor is not None:
         at, row_id = decode_cursor(cursor)
-        query = query.where(or_(column < at, and_(column == at, model.id < row_id)))
-    query = query.order_by(column.desc(), model.id.desc()).limit(limit + 1)
+        if descending:
+            query = query.where(or_(column < at, and_(column == at, model.id < row_id)))
+        else:
+            query = query.where(or_(column > at, and_(column == at, model.id > row_id)))
+    if descending:
+        query = query.order_by(column.desc(), model.id.desc())
+    else:
+        query = query.order_by(column.asc(), model.id.asc())
+    query = query.limit(limit + 1)
     rows = list((await uow.session.scalars(query)).all())
     page = rows[:limit]
     more = len(rows) > limit and bool(page)
@@ -208,15 +320,19 @@ async def list_entries(
     order_by: Any = None,
     limit: int = 20,
     cursor: str | None = None,
+    descending: bool = True,
 ) -> EntryPage:
     """A patient's entries of ``model`` matching ``where``, newest ``order_by`` (default
-    ``created_at``) first, with one ``records.<noun>.list`` audit entry (also for an empty
-    page: it disclosed that there is nothing)."""
+    ``created_at``) first (oldest first unless ``descending``), with one
+    ``records.<noun>.list`` audit entry (also for an empty page: it disclosed that there is
+    nothing)."""
     async with uows(actor.organization_id) as uow:
         patient = await load_patient(uow, actor, patient_id)
         query = of_patient(model, actor, patient.id).where(*where)
         column = model.created_at if order_by is None else order_by
-        page = await keyset_page(uow, query, model, column, limit=limit, cursor=cursor)
+        page = await keyset_page(
+            uow, query, model, column, limit=limit, cursor=cursor, descending=descending
+        )
         await audit_access(uow, actor, f"records.{noun}.list", target_id=patient.id)
         await uow.commit()
     return page

@@ -15,8 +15,12 @@ from clinicos.platform.phi import PhiKeyring
 from clinicos.records.models import Allergy
 from clinicos.records.services.common import UnitOfWorkFor
 from clinicos.records.services.entries import (
+    EntryColumns,
+    EntryCriteria,
     EntryPage,
     add_entry,
+    coded_as,
+    criteria_clauses,
     fields_of,
     list_entries,
     merge,
@@ -80,6 +84,14 @@ def allergy_problems(values: AllergyFields, now: datetime) -> list[FieldError]:
     return errors
 
 
+# FHIR AllergyIntolerance search: ``date`` is when it was recorded.
+ALLERGY_COLUMNS = EntryColumns(
+    code=coded_as(Allergy.code_system, Allergy.code),
+    clinical_status=Allergy.clinical_status,
+    date=Allergy.created_at,
+)
+
+
 async def record_allergy(
     *, uows: UnitOfWorkFor, phi: PhiKeyring, actor: Actor, patient_id: str, values: AllergyFields
 ) -> Allergy:
@@ -133,10 +145,12 @@ async def list_allergies(
     actor: Actor,
     patient_id: str,
     clinical_status: str | None = None,
+    criteria: EntryCriteria | None = None,
     limit: int = 20,
     cursor: str | None = None,
 ) -> EntryPage:
     where = [] if clinical_status is None else [Allergy.clinical_status == clinical_status]
+    where = [*where, *criteria_clauses(criteria, ALLERGY_COLUMNS)]
     return await list_entries(
         uows=uows,
         actor=actor,
@@ -146,6 +160,7 @@ async def list_allergies(
         where=where,
         limit=limit,
         cursor=cursor,
+        descending=not (criteria and criteria.oldest_first),
     )
 
 

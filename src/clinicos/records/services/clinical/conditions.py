@@ -8,6 +8,8 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any, Literal, get_args
 
+from sqlalchemy import false, or_
+
 from clinicos.kernel.actor import Actor
 from clinicos.kernel.errors import FieldError
 from clinicos.platform.db.uow import SqlUnitOfWork
@@ -16,8 +18,11 @@ from clinicos.records.models import Condition
 from clinicos.records.services.common import UnitOfWorkFor
 from clinicos.records.services.entries import (
     DATE_SKEW,
+    EntryColumns,
+    EntryCriteria,
     EntryPage,
     add_entry,
+    criteria_clauses,
     fields_of,
     list_entries,
     merge,
@@ -25,7 +30,7 @@ from clinicos.records.services.entries import (
     read_entry,
     update_entry,
 )
-from clinicos.records.services.terminology import is_icd10_code, is_snomed_concept_id
+from clinicos.records.services.terminology import ICD10, SNOMED, is_icd10_code, is_snomed_concept_id
 
 ConditionClinicalStatus = Literal[
     "active", "recurrence", "relapse", "inactive", "remission", "resolved"
@@ -100,6 +105,38 @@ def condition_problems(values: ConditionFields, now: datetime) -> list[FieldErro
     return errors
 
 
+ICD10_SYSTEMS = (ICD10, "http://hl7.org/fhir/sid/icd-10-cm")
+
+
+def _condition_code(system: str | None, code: str | None) -> Any:
+    """A Condition is coded in ICD-10 and/or SNOMED CT: a token of another system matches
+    nothing; a code without a system matches either."""
+    icd10 = (
+        Condition.icd10_code == code.upper()
+        if code is not None
+        else Condition.icd10_code.is_not(None)
+    )
+    snomed = (
+        Condition.snomed_code == code if code is not None else Condition.snomed_code.is_not(None)
+    )
+    if system in ICD10_SYSTEMS:
+        return icd10
+    if system == SNOMED:
+        return snomed
+    if system is None:
+        return or_(icd10, snomed)
+    return false()
+
+
+# FHIR Condition search: ``onset-date`` (our ``date``) is the day it began.
+CONDITION_COLUMNS = EntryColumns(
+    code=_condition_code,
+    clinical_status=Condition.clinical_status,
+    date=Condition.onset_date,
+    date_is_day=True,
+)
+
+
 async def record_condition(
     *, uows: UnitOfWorkFor, phi: PhiKeyring, actor: Actor, patient_id: str, values: ConditionFields
 ) -> Condition:
@@ -153,11 +190,13 @@ async def list_conditions(
     actor: Actor,
     patient_id: str,
     clinical_status: str | None = None,
+    criteria: EntryCriteria | None = None,
     limit: int = 20,
     cursor: str | None = None,
 ) -> EntryPage:
     """A patient's conditions, most recently recorded first."""
     where = [] if clinical_status is None else [Condition.clinical_status == clinical_status]
+    where = [*where, *criteria_clauses(criteria, CONDITION_COLUMNS)]
     return await list_entries(
         uows=uows,
         actor=actor,
@@ -167,6 +206,7 @@ async def list_conditions(
         where=where,
         limit=limit,
         cursor=cursor,
+        descending=not (criteria and criteria.oldest_first),
     )
 
 

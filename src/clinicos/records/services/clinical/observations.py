@@ -23,9 +23,13 @@ from clinicos.records.services.clinical.observation_rules import (
 )
 from clinicos.records.services.common import UnitOfWorkFor
 from clinicos.records.services.entries import (
+    EntryColumns,
+    EntryCriteria,
     EntryPage,
     add_entry,
     apply_fields,
+    coded_as,
+    criteria_clauses,
     fields_of,
     list_entries,
     merge,
@@ -44,6 +48,13 @@ OBSERVATION_UPDATABLE = (
     "value_text",
     "components",
     "issued_at",
+)
+
+
+OBSERVATION_COLUMNS = EntryColumns(
+    code=coded_as(Observation.code_system, Observation.code),
+    status=Observation.status,
+    date=Observation.effective_at,
 )
 
 
@@ -140,10 +151,12 @@ async def list_observations(
     actor: Actor,
     patient_id: str,
     criteria: ObservationFilter | None = None,
+    search: EntryCriteria | None = None,
     limit: int = 20,
     cursor: str | None = None,
 ) -> EntryPage:
-    """A patient's observations, newest ``effective_at`` first."""
+    """A patient's observations, newest ``effective_at`` first (oldest first if ``search``
+    says so); ``criteria`` is the JSON API's filter, ``search`` the FHIR facade's."""
     criteria = criteria or ObservationFilter()
     where: list[Any] = []
     if criteria.code is not None:
@@ -154,6 +167,7 @@ async def list_observations(
         where.append(Observation.effective_at >= criteria.effective_from)
     if criteria.effective_to is not None:
         where.append(Observation.effective_at <= criteria.effective_to)
+    where.extend(criteria_clauses(search, OBSERVATION_COLUMNS))
     return await list_entries(
         uows=uows,
         actor=actor,
@@ -164,6 +178,7 @@ async def list_observations(
         order_by=Observation.effective_at,
         limit=limit,
         cursor=cursor,
+        descending=not (search and search.oldest_first),
     )
 
 

@@ -19,6 +19,7 @@ from clinicos.records.services.medications.prescriptions import (
     get_prescription,
     issue_prescription,
     list_prescriptions,
+    restate_prescription,
     update_prescription,
 )
 from clinicos.records.services.medications.statements import (
@@ -55,6 +56,7 @@ __all__ = [
     "list_medications",
     "list_prescriptions",
     "record_medication",
+    "restate_prescription",
     "update_medication",
     "update_prescription",
 ]

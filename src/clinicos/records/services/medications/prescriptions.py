@@ -20,10 +20,14 @@ from clinicos.records.errors import InvalidTransition
 from clinicos.records.models import MedicationStatement, Prescription
 from clinicos.records.services.common import UnitOfWorkFor, audit_access, check_version, load_entry
 from clinicos.records.services.entries import (
+    EntryColumns,
+    EntryCriteria,
     EntryPage,
     add_entry,
     apply_fields,
     aware_utc,
+    coded_as,
+    criteria_clauses,
     entry_event,
     fields_of,
     list_entries,
@@ -75,6 +79,14 @@ class PrescriptionCheck(Protocol):
     async def __call__(
         self, uow: SqlUnitOfWork, actor: Actor, *, prescription: Prescription, patient_id: str
     ) -> str | None: ...
+
+
+# FHIR MedicationRequest search: ``authoredon`` (our ``date``) is when the draft was written.
+PRESCRIPTION_COLUMNS = EntryColumns(
+    code=coded_as(Prescription.code_system, Prescription.code),
+    status=Prescription.status,
+    date=Prescription.created_at,
+)
 
 
 async def allow_every_prescription(
@@ -201,10 +213,12 @@ async def list_prescriptions(
     actor: Actor,
     patient_id: str,
     status: str | None = None,
+    criteria: EntryCriteria | None = None,
     limit: int = 20,
     cursor: str | None = None,
 ) -> EntryPage:
     where = [] if status is None else [Prescription.status == status]
+    where = [*where, *criteria_clauses(criteria, PRESCRIPTION_COLUMNS)]
     return await list_entries(
         uows=uows,
         actor=actor,
@@ -214,6 +228,7 @@ async def list_prescriptions(
         where=where,
         limit=limit,
         cursor=cursor,
+        descending=not (criteria and criteria.oldest_first),
     )
 
 
@@ -280,24 +295,30 @@ async def issue_prescription(
     async with uows(actor.organization_id) as uow:
         row = await load_entry(uow, actor, Prescription, prescription_id, patient_id=patient_id)
         check_version(row, expected_version)
-        _require_transition(row, "active")
-        missing = [field for field in REQUIRED_TO_ISSUE if getattr(row, field) is None]
-        raise_invalid([FieldError((f,), "required to issue", "missing") for f in missing])
-        evaluation_id = await check(uow, actor, prescription=row, patient_id=row.patient_id)
-        now = uow.clock.now()
-        row.status = "active"
-        row.issued_at = now
-        row.prescriber_id = actor.user_id
-        row.cds_evaluation_id = evaluation_id
-        row.updated_at = now
-        statement = _statement_for(uow, actor, row)
-        uow.session.add(statement)
-        await uow.session.flush()
+        await _issue(uow, actor, row, check)
         await audit_access(uow, actor, "records.prescription.issue", target_id=row.patient_id)
-        uow.record(entry_event(actor, row, "MedicationRequest", "active"))
-        uow.record(entry_event(actor, statement, "MedicationStatement", "created"))
         await uow.commit()
     return row
+
+
+async def _issue(
+    uow: SqlUnitOfWork, actor: Actor, row: Prescription, check: PrescriptionCheck
+) -> None:
+    _require_transition(row, "active")
+    missing = [field for field in REQUIRED_TO_ISSUE if getattr(row, field) is None]
+    raise_invalid([FieldError((f,), "required to issue", "missing") for f in missing])
+    evaluation_id = await check(uow, actor, prescription=row, patient_id=row.patient_id)
+    now = uow.clock.now()
+    row.status = "active"
+    row.issued_at = now
+    row.prescriber_id = actor.user_id
+    row.cds_evaluation_id = evaluation_id
+    row.updated_at = now
+    statement = _statement_for(uow, actor, row)
+    uow.session.add(statement)
+    await uow.session.flush()
+    uow.record(entry_event(actor, row, "MedicationRequest", "active"))
+    uow.record(entry_event(actor, statement, "MedicationStatement", "created"))
 
 
 def _statement_for(uow: SqlUnitOfWork, actor: Actor, row: Prescription) -> MedicationStatement:
@@ -349,26 +370,81 @@ async def _end(
     async with uows(actor.organization_id) as uow:
         row = await load_entry(uow, actor, Prescription, prescription_id, patient_id=patient_id)
         check_version(row, expected_version)
-        _require_transition(row, to)
-        now = uow.clock.now()
-        row.status = to
-        row.ended_at = now
-        row.updated_at = now
-        statements = await uow.session.scalars(
-            select(MedicationStatement).where(
-                MedicationStatement.organization_id == actor.organization_id,
-                MedicationStatement.source_prescription_id == row.id,
-                MedicationStatement.status.in_(("active", "on-hold")),
-            )
-        )
-        for statement in statements:
-            statement.status = _STATEMENT_ON_END[to]
-            statement.effective_end = now.date()
-            statement.updated_at = now
-            uow.record(entry_event(actor, statement, "MedicationStatement", statement.status))
-        await uow.session.flush()
+        await _finish(uow, actor, row, to)
         action = f"records.prescription.{_END_ACTION[to]}"
         await audit_access(uow, actor, action, target_id=row.patient_id)
-        uow.record(entry_event(actor, row, "MedicationRequest", to))
+        await uow.commit()
+    return row
+
+
+async def _finish(uow: SqlUnitOfWork, actor: Actor, row: Prescription, to: str) -> None:
+    _require_transition(row, to)
+    now = uow.clock.now()
+    row.status = to
+    row.ended_at = now
+    row.updated_at = now
+    statements = await uow.session.scalars(
+        select(MedicationStatement).where(
+            MedicationStatement.organization_id == actor.organization_id,
+            MedicationStatement.source_prescription_id == row.id,
+            MedicationStatement.status.in_(("active", "on-hold")),
+        )
+    )
+    for statement in statements:
+        statement.status = _STATEMENT_ON_END[to]
+        statement.effective_end = now.date()
+        statement.updated_at = now
+        uow.record(entry_event(actor, statement, "MedicationStatement", statement.status))
+    await uow.session.flush()
+    uow.record(entry_event(actor, row, "MedicationRequest", to))
+
+
+async def restate_prescription(
+    *,
+    uows: UnitOfWorkFor,
+    phi: PhiKeyring,
+    actor: Actor,
+    patient_id: str,
+    prescription_id: str,
+    values: PrescriptionFields,
+    status: str,
+    expected_version: int | None = None,
+    check: PrescriptionCheck = allow_every_prescription,
+) -> Prescription:
+    """Bring a prescription to the state a client restates in full (a FHIR ``PUT``), in one
+    transaction with one audit entry: a draft takes the new fields; then, if ``status``
+    differs, the prescription moves there the way the single-step use cases move it — issuing
+    passes ``check`` (decision support), ending stops its medication-list entry. Once issued,
+    the order's fields are fixed (422 naming a changed one); an impossible move is a 409."""
+    async with uows(actor.organization_id) as uow:
+        row = await load_entry(uow, actor, Prescription, prescription_id, patient_id=patient_id)
+        check_version(row, expected_version)
+        current = fields_of(PrescriptionFields, row)
+        changes = {f: getattr(values, f) for f in PRESCRIPTION_UPDATABLE}
+        editable = PRESCRIPTION_UPDATABLE if row.status == "draft" else ()
+        updated = normalise_medication(merge(current, changes, editable))
+        raise_invalid(medication_problems(updated, uow.clock.now()))
+        if values.encounter_id != current.encounter_id:
+            raise_invalid(
+                [FieldError(("encounter_id",), "cannot be changed once recorded", "immutable")]
+            )
+        if updated != current:
+            apply_fields(row, updated)
+            row.updated_at = uow.clock.now()
+            await uow.session.flush()
+            uow.record(entry_event(actor, row, "MedicationRequest", "updated"))
+        action = "update"
+        if status != row.status:
+            if status not in PRESCRIPTION_TRANSITIONS:
+                raise_invalid(
+                    [FieldError(("status",), f"one of {list(PRESCRIPTION_TRANSITIONS)}", "enum")]
+                )
+            if status == "active":
+                await _issue(uow, actor, row, check)
+                action = "issue"
+            else:
+                await _finish(uow, actor, row, status)
+                action = _END_ACTION[status]
+        await audit_access(uow, actor, f"records.prescription.{action}", target_id=row.patient_id)
         await uow.commit()
     return row

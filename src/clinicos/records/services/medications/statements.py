@@ -17,9 +17,13 @@ from clinicos.records.models import MedicationStatement
 from clinicos.records.services.common import UnitOfWorkFor
 from clinicos.records.services.entries import (
     DATE_SKEW,
+    EntryColumns,
+    EntryCriteria,
     EntryPage,
     add_entry,
     apply_fields,
+    coded_as,
+    criteria_clauses,
     fields_of,
     list_entries,
     merge,
@@ -109,6 +113,15 @@ def statement_problems(values: StatementFields, now: datetime) -> list[FieldErro
     return errors
 
 
+# FHIR MedicationStatement search: ``effective`` (our ``date``) is the day it was started.
+STATEMENT_COLUMNS = EntryColumns(
+    code=coded_as(MedicationStatement.code_system, MedicationStatement.code),
+    status=MedicationStatement.status,
+    date=MedicationStatement.effective_start,
+    date_is_day=True,
+)
+
+
 async def record_medication(
     *, uows: UnitOfWorkFor, phi: PhiKeyring, actor: Actor, patient_id: str, values: StatementFields
 ) -> MedicationStatement:
@@ -169,11 +182,13 @@ async def list_medications(
     actor: Actor,
     patient_id: str,
     status: str | None = None,
+    criteria: EntryCriteria | None = None,
     limit: int = 20,
     cursor: str | None = None,
 ) -> EntryPage:
     """The medication list (``status="active"``: what the patient takes now), newest first."""
     where = [] if status is None else [MedicationStatement.status == status]
+    where = [*where, *criteria_clauses(criteria, STATEMENT_COLUMNS)]
     return await list_entries(
         uows=uows,
         actor=actor,
@@ -183,6 +198,7 @@ async def list_medications(
         where=where,
         limit=limit,
         cursor=cursor,
+        descending=not (criteria and criteria.oldest_first),
     )
 
 
