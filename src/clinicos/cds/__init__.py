@@ -39,7 +39,12 @@ from clinicos.cds.packs import (
     list_packs,
     show_pack,
 )
-from clinicos.cds.services import RecordedEvaluation, record_inline_evaluation
+from clinicos.cds.record_facts import RecordFacts, RecordIncomplete
+from clinicos.cds.services import (
+    RecordedEvaluation,
+    record_inline_evaluation,
+    record_patient_evaluation,
+)
 
 __all__ = [
     "DEFAULT_PACK_VERSION",
@@ -58,6 +63,8 @@ __all__ = [
     "OverrideView",
     "PackOverlay",
     "Reason",
+    "RecordFacts",
+    "RecordIncomplete",
     "RecordedEvaluation",
     "RulePack",
     "RulePackNotActive",
@@ -77,5 +84,6 @@ __all__ = [
     "parse_rule_pack",
     "record_inline_evaluation",
     "record_override",
+    "record_patient_evaluation",
     "show_pack",
 ]

@@ -12,7 +12,9 @@ class EvaluationRecorded(DomainEvent):
     """One order check was run and recorded (issue 5 point 7: a governance event).
 
     ``drug`` and ``indication`` are the order's codes; ``input_hash`` identifies the inputs
-    without carrying them. No patient reference in inline mode: the facts were given inline.
+    without carrying them. ``patient_id`` is the record the facts were read from (record mode,
+    the prescribing gate): an id, never a fact; None in inline mode, where the facts were given
+    inline and name no patient.
     """
 
     event_type = "cds.EvaluationRecorded"
@@ -25,6 +27,7 @@ class EvaluationRecorded(DomainEvent):
     rule_pack_id: str
     rule_pack_version: str
     input_hash: str
+    patient_id: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

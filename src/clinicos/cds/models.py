@@ -20,12 +20,15 @@ class CdsEvaluation(Base):
     The patient facts are PHI and are not stored; ``input_hash`` (sha256 of the canonical
     inputs) proves which inputs produced the outcome when they are presented again.
     Append-only for the app role on PostgreSQL, and tenant-scoped by row-level security.
-    ``organization_id`` and ``evaluated_by`` refer to identity's rows by id (no foreign key).
+    ``organization_id`` and ``evaluated_by`` refer to identity's rows by id, ``patient_id`` to
+    records' patient (record mode and the prescribing gate; None when the facts came inline)
+    — ids only, no foreign key across contexts (ARCHITECTURE.md).
     """
 
     __tablename__ = "cds_evaluation"
     __table_args__ = (
         Index("ix_cds_evaluation_organization_id_evaluated_at", "organization_id", "evaluated_at"),
+        Index("ix_cds_evaluation_organization_id_patient_id", "organization_id", "patient_id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -42,6 +45,7 @@ class CdsEvaluation(Base):
     rule_pack_id: Mapped[str] = mapped_column(String(64))
     rule_pack_version: Mapped[str] = mapped_column(String(64))
     input_hash: Mapped[str] = mapped_column(String(64))
+    patient_id: Mapped[str | None] = mapped_column(String(36), default=None)
 
 
 class CdsRulePack(Base):

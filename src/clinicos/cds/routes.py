@@ -1,4 +1,5 @@
-"""Decision support's HTTP API: the inline order check (issue 5 point 3, patient given inline)."""
+"""Decision support's HTTP API: the order check (issue 5 point 3), on facts given inline or on
+a patient's stored record (record mode)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from clinicos.cds.schemas import (
     evaluation_read,
     preferred_language,
 )
-from clinicos.cds.services import record_inline_evaluation
+from clinicos.cds.services import record_inline_evaluation, record_patient_evaluation
 from clinicos.identity import Permission, require
 from clinicos.kernel.actor import Actor
 
@@ -22,7 +23,7 @@ router = APIRouter(prefix="/api/v1/cds", tags=["cds"])
 @router.post(
     "/evaluate",
     response_model=EvaluationRead,
-    summary="Check an anticoagulant order against patient facts given inline",
+    summary="Check an anticoagulant order against facts given inline or the patient's record",
 )
 async def evaluate_order(
     body: EvaluationRequest,
@@ -30,17 +31,34 @@ async def evaluate_order(
     actor: Annotated[Actor, Depends(require(Permission.cds_evaluate))],
     accept_language: Annotated[str | None, Header(max_length=500)] = None,
 ) -> EvaluationRead:
+    """Record mode (``patient_id``) also needs ``patient:read`` and ``clinical:read``, checked
+    by the use case (a route declares one permission)."""
+    body.require_one_subject()
     container = request.app.state.container
-    recorded = await record_inline_evaluation(
-        uows=container.uow,
-        actor=actor,
-        facts=body.patient,
-        order=body.order,
-        as_of=body.as_of,
-        production=container.settings.env.value == "production",
-    )
+    production = container.settings.env.value == "production"
+    if body.patient_id is not None:
+        recorded = await record_patient_evaluation(
+            uows=container.uow,
+            phi=container.phi,
+            actor=actor,
+            patient_id=body.patient_id,
+            order=body.order,
+            as_of=body.as_of,
+            production=production,
+        )
+    else:
+        assert body.patient is not None  # require_one_subject
+        recorded = await record_inline_evaluation(
+            uows=container.uow,
+            actor=actor,
+            facts=body.patient,
+            order=body.order,
+            as_of=body.as_of,
+            production=production,
+        )
     return evaluation_read(
         evaluation_id=recorded.evaluation_id,
         evaluation=recorded.evaluation,
         language=preferred_language(accept_language),
+        record=recorded.record,
     )

@@ -3,13 +3,15 @@ and language choice."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from datetime import date, datetime
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from clinicos.cds.engine import Evaluation, Facts, Order, Reason
 from clinicos.cds.engine.inputs import Medication
+from clinicos.cds.record_facts import RecordFacts
+from clinicos.kernel.errors import FieldError, ValidationFailed
 
 Language = Literal["en", "es", "pt"]
 LANGUAGES: tuple[Language, ...] = ("en", "es", "pt")
@@ -19,9 +21,10 @@ _BY_PRIMARY_TAG: dict[str, Language] = {language: language for language in LANGU
 MAX_OTHER_MEDICATIONS = 100
 MAX_MEDICATION_CHARS = 200
 MAX_OVERRIDE_COMMENT_CHARS = 1000
-RECORD_MODE_UNAVAILABLE = (
-    "record mode (patient_id) is not available yet: it arrives with the records capability; "
-    "send the patient's facts inline in 'patient'"
+# Record ids are UUIDs (36 characters); a little slack for other id shapes, never unbounded.
+MAX_PATIENT_ID_CHARS = 64
+ONE_SUBJECT = (
+    "give exactly one of 'patient' (the facts inline) and 'patient_id' (the stored record)"
 )
 
 
@@ -41,24 +44,39 @@ class EvaluationOrder(Order):
     model_config = ConfigDict(extra="forbid", frozen=True, title="EvaluationOrder")
 
 
-def _refuse_record_mode(value: Any) -> Any:
-    raise ValueError(RECORD_MODE_UNAVAILABLE)
-
-
 class EvaluationRequest(BaseModel):
-    """``POST /api/v1/cds/evaluate``: check one order against facts given inline."""
+    """``POST /api/v1/cds/evaluate``: check one order against facts given inline (``patient``)
+    or against the stored record of one of the organization's patients (``patient_id``)."""
 
     model_config = ConfigDict(extra="forbid")
 
     as_of: AwareDatetime | None = Field(
         default=None, description="When the check applies (timezone-aware); default now."
     )
-    patient: EvaluationPatient
-    order: EvaluationOrder
-    # Declared only to answer it clearly; any value (even null) is refused until records land.
-    patient_id: Annotated[Any, AfterValidator(_refuse_record_mode)] = Field(
-        default=None, description="Not available yet (record mode arrives with records)."
+    patient: EvaluationPatient | None = Field(
+        default=None, description="The patient's facts inline (or give `patient_id`)."
     )
+    patient_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_PATIENT_ID_CHARS,
+        description="Evaluate against this patient's stored record (or give `patient`).",
+    )
+    order: EvaluationOrder
+
+    def require_one_subject(self) -> None:
+        """Exactly one of ``patient`` and ``patient_id``: a 422 naming both fields otherwise.
+
+        Checked here rather than in a model validator so the problem names the fields (a
+        model-level error has no field path)."""
+        if (self.patient is None) == (self.patient_id is None):
+            raise ValidationFailed(
+                "invalid fields: body.patient, body.patient_id",
+                errors=(
+                    FieldError(loc=("body", "patient"), message=ONE_SUBJECT, type="one_of"),
+                    FieldError(loc=("body", "patient_id"), message=ONE_SUBJECT, type="one_of"),
+                ),
+            )
 
 
 class ReasonRead(BaseModel):
@@ -75,8 +93,55 @@ class RulePackRead(BaseModel):
     version: str
 
 
+class WeightRead(BaseModel):
+    value_kg: float
+    value: float
+    unit: str
+    measured_at: date
+    observation_id: str
+
+
+class CreatinineRead(BaseModel):
+    value: float
+    unit: str
+    code: str
+    measured_at: date
+    observation_id: str
+
+
+class MedicationFactRead(BaseModel):
+    name: str
+    source: str
+    entry_id: str
+    matched_by: str
+
+
+class ConditionFactRead(BaseModel):
+    fact: str
+    entry_id: str
+    code_system: str
+    code: str
+
+
+class FactsRead(BaseModel):
+    """Record mode: the facts the engine was given and where each came from in the record —
+    PHI-light (no names, no birth date: an age in whole years)."""
+
+    patient_id: str
+    age_years: int
+    sex: str
+    weight: WeightRead | None
+    creatinine: CreatinineRead | None
+    medications: list[MedicationFactRead]
+    conditions: list[ConditionFactRead]
+    active_bleeding: bool
+    mechanical_valve: bool
+    pregnant: bool
+
+
 class EvaluationRead(BaseModel):
-    """The engine's answer, explained in one language; PHI-free."""
+    """The engine's answer, explained in one language; PHI-free. ``facts`` explains the inputs
+    read from the record in record mode (null when the caller gave them inline)."""
 
     evaluation_id: str
     outcome: str
@@ -84,6 +149,7 @@ class EvaluationRead(BaseModel):
     reasons: list[ReasonRead]
     rule_pack: RulePackRead
     as_of: datetime
+    facts: FactsRead | None = None
 
 
 def _reason_read(reason: Reason, language: Language) -> ReasonRead:
@@ -98,8 +164,54 @@ def _reason_read(reason: Reason, language: Language) -> ReasonRead:
     )
 
 
+def facts_read(record: RecordFacts) -> FactsRead:
+    weight, creatinine, facts = record.weight, record.creatinine, record.facts
+    return FactsRead(
+        patient_id=record.patient_id,
+        age_years=record.age_years,
+        sex=record.sex,
+        weight=None
+        if weight is None
+        else WeightRead(
+            value_kg=float(weight.value_kg),
+            value=float(weight.value),
+            unit=weight.unit,
+            measured_at=weight.measured_at,
+            observation_id=weight.observation_id,
+        ),
+        creatinine=None
+        if creatinine is None
+        else CreatinineRead(
+            value=float(creatinine.value),
+            unit=creatinine.unit,
+            code=creatinine.code,
+            measured_at=creatinine.measured_at,
+            observation_id=creatinine.observation_id,
+        ),
+        medications=[
+            MedicationFactRead(
+                name=m.name, source=m.source, entry_id=m.entry_id, matched_by=m.matched_by
+            )
+            for m in record.medications
+        ],
+        conditions=[
+            ConditionFactRead(
+                fact=c.fact, entry_id=c.entry_id, code_system=c.code_system, code=c.code
+            )
+            for c in record.conditions
+        ],
+        active_bleeding=facts.active_bleeding,
+        mechanical_valve=facts.mechanical_valve,
+        pregnant=facts.pregnant,
+    )
+
+
 def evaluation_read(
-    *, evaluation_id: str, evaluation: Evaluation, language: Language
+    *,
+    evaluation_id: str,
+    evaluation: Evaluation,
+    language: Language,
+    record: RecordFacts | None = None,
 ) -> EvaluationRead:
     crcl = evaluation.crcl_ml_min
     return EvaluationRead(
@@ -110,6 +222,7 @@ def evaluation_read(
         reasons=[_reason_read(reason, language) for reason in evaluation.reasons],
         rule_pack=RulePackRead(id=evaluation.rule_pack.id, version=evaluation.rule_pack.version),
         as_of=evaluation.as_of,
+        facts=None if record is None else facts_read(record),
     )
 
 

@@ -1,4 +1,5 @@
-"""Decision-support use cases: run the order check and record it as a governance event."""
+"""Decision-support use cases: run the order check — on facts given inline, or on a patient's
+stored record — and record it as a governance event."""
 
 from __future__ import annotations
 
@@ -11,16 +12,26 @@ from clinicos.cds.engine.inputs import MAX_AGE_YEARS
 from clinicos.cds.events import EvaluationRecorded
 from clinicos.cds.models import CdsEvaluation
 from clinicos.cds.packs import active_rule_pack
+from clinicos.cds.record_facts import RecordFacts, gather_record_facts
 from clinicos.governance import record_audit
+from clinicos.identity import Permission
 from clinicos.kernel.actor import Actor
 from clinicos.kernel.errors import FieldError, ValidationFailed
 from clinicos.kernel.ids import new_id
 from clinicos.platform.db.uow import SqlUnitOfWork
+from clinicos.platform.phi import PhiKeyring
 
 UnitOfWorkFor = Callable[[str | None], SqlUnitOfWork]
 
 AUDIT_ACTION = "cds.evaluate"
 AUDIT_TARGET_TYPE = "cds_evaluation"
+# Record mode audits the access to the patient's record, as records does (records.services.
+# common.audit_access: target = the patient whose data was read).
+AUDIT_PATIENT_TARGET_TYPE = "patient"
+# Reading the stored record is a clinical read: record mode needs what records' JSON API needs
+# to read a patient (demographics: age and sex) and their clinical entries (observations,
+# medications, conditions), on top of cds:evaluate (the route's permission).
+RECORD_MODE_PERMISSIONS = (Permission.patient_read, Permission.clinical_read)
 # The field path of the inline patient, as request validation reports it (problem `errors`).
 PATIENT_LOC: tuple[str, ...] = ("body", "patient")
 
@@ -31,6 +42,7 @@ class RecordedEvaluation:
 
     evaluation_id: str
     evaluation: Evaluation
+    record: RecordFacts | None = None
 
 
 async def record_inline_evaluation(
@@ -57,24 +69,91 @@ async def record_inline_evaluation(
         as_of = as_of or now
         _require_plausible_age(facts, as_of)
         evaluation = evaluate(facts, order, pack, as_of)
-        row = _evaluation_row(actor=actor, order=order, evaluation=evaluation, evaluated_at=now)
-        uow.session.add(row)
-        await uow.session.flush()
-        await record_audit(
-            uow,
-            organization_id=actor.organization_id,
-            actor_type="user",
-            actor_id=actor.user_id,
-            action=AUDIT_ACTION,
-            target_type=AUDIT_TARGET_TYPE,
-            target_id=row.id,
-            purpose="treatment",
-            outcome="success",
-            request_id=actor.request_id,
+        evaluation_id = await append_evaluation(
+            uow, actor=actor, order=order, evaluation=evaluation, evaluated_at=now
         )
-        uow.record(_recorded_event(row))
         await uow.commit()
-    return RecordedEvaluation(evaluation_id=row.id, evaluation=evaluation)
+    return RecordedEvaluation(evaluation_id=evaluation_id, evaluation=evaluation)
+
+
+async def record_patient_evaluation(
+    *,
+    uows: UnitOfWorkFor,
+    phi: PhiKeyring,
+    actor: Actor,
+    patient_id: str,
+    order: Order,
+    as_of: datetime | None = None,
+    rule_pack: RulePack | None = None,
+    production: bool = False,
+) -> RecordedEvaluation:
+    """Check one order against the patient's stored record (record mode), in one transaction:
+    read the record (:func:`clinicos.cds.record_facts.gather_record_facts`), evaluate, and write
+    the ``cds_evaluation`` row naming the patient, one audit entry for the access and the
+    check, and the ``cds.EvaluationRecorded`` event.
+
+    Needs ``patient:read`` and ``clinical:read`` besides the route's ``cds:evaluate`` (403
+    otherwise, before anything is read). Another organization's patient, or none: 404
+    ``not_found``. A record without a usable sex or birth date: 409 ``cds_record_incomplete``.
+    Missing weight or creatinine are not errors: the engine answers ATTEST.
+    """
+    for permission in RECORD_MODE_PERMISSIONS:
+        actor.require(permission.value)
+    async with uows(actor.organization_id) as uow:
+        pack = rule_pack or await active_rule_pack(uow, production=production)
+        now = uow.clock.now()
+        as_of = as_of or now
+        record = await gather_record_facts(
+            uow, phi=phi, actor=actor, patient_id=patient_id, pack=pack, as_of=as_of
+        )
+        evaluation = evaluate(record.facts, order, pack, as_of)
+        evaluation_id = await append_evaluation(
+            uow,
+            actor=actor,
+            order=order,
+            evaluation=evaluation,
+            evaluated_at=now,
+            patient_id=record.patient_id,
+        )
+        await uow.commit()
+    return RecordedEvaluation(evaluation_id=evaluation_id, evaluation=evaluation, record=record)
+
+
+async def append_evaluation(
+    uow: SqlUnitOfWork,
+    *,
+    actor: Actor,
+    order: Order,
+    evaluation: Evaluation,
+    evaluated_at: datetime,
+    patient_id: str | None = None,
+) -> str:
+    """Write one evaluation's governance record in the caller's unit of work (no commit): the
+    row, exactly one audit entry and the event. With a patient, the audit entry's target is
+    the patient (an access to their record, as records audits one); inline, the evaluation."""
+    row = _evaluation_row(
+        actor=actor,
+        order=order,
+        evaluation=evaluation,
+        evaluated_at=evaluated_at,
+        patient_id=patient_id,
+    )
+    uow.session.add(row)
+    await uow.session.flush()
+    await record_audit(
+        uow,
+        organization_id=actor.organization_id,
+        actor_type="user",
+        actor_id=actor.user_id,
+        action=AUDIT_ACTION,
+        target_type=AUDIT_TARGET_TYPE if patient_id is None else AUDIT_PATIENT_TARGET_TYPE,
+        target_id=row.id if patient_id is None else patient_id,
+        purpose="treatment",
+        outcome="success",
+        request_id=actor.request_id,
+    )
+    uow.record(_recorded_event(row))
+    return row.id
 
 
 def _require_plausible_age(facts: Facts, as_of: datetime) -> None:
@@ -97,7 +176,12 @@ def _require_plausible_age(facts: Facts, as_of: datetime) -> None:
 
 
 def _evaluation_row(
-    *, actor: Actor, order: Order, evaluation: Evaluation, evaluated_at: datetime
+    *,
+    actor: Actor,
+    order: Order,
+    evaluation: Evaluation,
+    evaluated_at: datetime,
+    patient_id: str | None,
 ) -> CdsEvaluation:
     return CdsEvaluation(
         id=new_id(),
@@ -113,6 +197,7 @@ def _evaluation_row(
         rule_pack_id=evaluation.rule_pack.id,
         rule_pack_version=evaluation.rule_pack.version,
         input_hash=evaluation.input_hash,
+        patient_id=patient_id,
     )
 
 
@@ -128,4 +213,5 @@ def _recorded_event(row: CdsEvaluation) -> EvaluationRecorded:
         rule_pack_id=row.rule_pack_id,
         rule_pack_version=row.rule_pack_version,
         input_hash=row.input_hash,
+        patient_id=row.patient_id,
     )

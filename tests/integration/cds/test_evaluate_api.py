@@ -29,7 +29,16 @@ from tests.integration.cds.api_cases import (
 )
 from tests.support.tenancy_fixtures import assert_problem
 
-RESPONSE_KEYS = {"evaluation_id", "outcome", "crcl_ml_min", "reasons", "rule_pack", "as_of"}
+# `facts` explains record mode's inputs; inline it is null (the caller gave them).
+RESPONSE_KEYS = {
+    "evaluation_id",
+    "outcome",
+    "crcl_ml_min",
+    "reasons",
+    "rule_pack",
+    "as_of",
+    "facts",
+}
 REASON_KEYS = {"key", "severity", "message", "source", "policy", "suggestion"}
 
 
@@ -70,6 +79,7 @@ async def test_evaluate_seed_fixture_when_posted_gives_seed_outcome(
     body = await post(client, clinician.headers, request_body(case))
 
     assert set(body) == RESPONSE_KEYS
+    assert body["facts"] is None
     assert (body["outcome"], body["crcl_ml_min"], keys_of(body)) == (outcome, crcl, reasons), seed
     assert body["rule_pack"] == {"id": "doac", "version": load_rule_pack().version}
     assert body["as_of"] == AS_OF_TEXT

@@ -1,5 +1,5 @@
-"""POST /api/v1/cds/evaluate refuses malformed input with a 422 problem naming the field,
-and refuses record mode (``patient_id``) until the records capability exists."""
+"""POST /api/v1/cds/evaluate refuses malformed input with a 422 problem naming the field.
+(Record mode's ``patient`` / ``patient_id`` choice is tested in test_evaluate_record_mode.py.)"""
 
 from __future__ import annotations
 
@@ -130,32 +130,3 @@ async def test_evaluate_problem_never_echoes_submitted_values(
 
     assert response.status_code == 422
     assert "Maria" not in response.text and "777" not in response.text
-
-
-@pytest.mark.parametrize("patient_id", ["3f2b8c1e-0000-4000-8000-000000000001", None])
-async def test_evaluate_with_patient_id_says_record_mode_is_not_available(
-    container: Container, client: AsyncClient, patient_id: str | None
-) -> None:
-    clinician = (await signed_in(container, client, "record-org", "clinician"))["clinician"]
-    body = base_body()
-    del body["patient"]
-    body["patient_id"] = patient_id
-
-    response = await client.post(EVALUATE, json=body, headers=clinician.headers)
-
-    problem = assert_problem(response, 422, "validation_failed")
-    messages = {e["field"]: e["message"] for e in problem["errors"]}
-    assert "records capability" in messages["body.patient_id"]
-    assert "3f2b8c1e" not in response.text
-
-
-async def test_evaluate_with_patient_and_patient_id_is_still_refused(
-    container: Container, client: AsyncClient
-) -> None:
-    clinician = (await signed_in(container, client, "both-org", "clinician"))["clinician"]
-    body = base_body() | {"patient_id": "p-1"}
-
-    response = await client.post(EVALUATE, json=body, headers=clinician.headers)
-
-    problem = assert_problem(response, 422, "validation_failed")
-    assert [e["field"] for e in problem["errors"]] == ["body.patient_id"]

@@ -86,6 +86,7 @@ async def test_evaluate_writes_row_audit_and_event_together(
     assert float(row.crcl_ml_min) == 29.0
     assert (row.rule_pack_id, row.rule_pack_version) == ("doac", load_rule_pack().version)
     assert row.input_hash == engine.input_hash
+    assert row.patient_id is None  # inline facts name no patient
     assert (audit.target_type, audit.target_id, audit.purpose, audit.outcome) == (
         "cds_evaluation",
         evaluation_id,
@@ -103,6 +104,7 @@ async def test_evaluate_writes_row_audit_and_event_together(
         "rule_pack_id": "doac",
         "rule_pack_version": load_rule_pack().version,
         "input_hash": engine.input_hash,
+        "patient_id": None,
     }
 
 
