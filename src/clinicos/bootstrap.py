@@ -9,6 +9,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from clinicos.cds import models as cds_models
+from clinicos.cds.hooks import models as cds_hooks_models
 from clinicos.config import Settings
 from clinicos.governance import models as governance_models
 from clinicos.identity import models as identity_models
@@ -30,7 +31,14 @@ from clinicos.records import models as records_models
 def all_models_metadata() -> MetaData:
     """Import every module that declares tables, so Alembic and tests see the whole schema."""
     # every context's `models` module is listed here
-    _ = (platform_models, identity_models, governance_models, cds_models, records_models)
+    _ = (
+        platform_models,
+        identity_models,
+        governance_models,
+        cds_models,
+        cds_hooks_models,
+        records_models,
+    )
     return Base.metadata
 
 

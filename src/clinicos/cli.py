@@ -1022,6 +1022,10 @@ from clinicos.cli_fhir import fhir_app  # noqa: E402  (after `app`, which it ext
 
 app.add_typer(fhir_app, name="fhir")
 
+from clinicos.cli_cds_hooks import clients_app  # noqa: E402  (extends `cds_app` above)
+
+cds_app.add_typer(clients_app, name="clients")
+
 
 def main() -> None:
     try:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from clinicos.bootstrap import Container, build_container
+from clinicos.cds.hooks.routes import router as cds_hooks_router
 from clinicos.cds.override_routes import router as cds_override_router
 from clinicos.cds.routes import router as cds_router
 from clinicos.config import Settings, load_settings
@@ -119,6 +120,7 @@ def create_app(
     app.include_router(governance_router)
     app.include_router(cds_router)
     app.include_router(cds_override_router)
+    app.include_router(cds_hooks_router)
     app.include_router(records_router)
     app.include_router(records_clinical_router)
     install_fhir(app)
