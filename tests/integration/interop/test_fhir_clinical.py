@@ -261,6 +261,9 @@ async def test_observation_errors_name_the_fhir_element(
     heavy = fhir_observation(patient_id, code="29463-7", value=900, unit="kg")
     future = fhir_observation(patient_id, when="2999-01-01T00:00:00Z")
     bad_loinc = fhir_observation(patient_id, code="2160-1")
+    long_local_code = fhir_observation(patient_id)
+    long_local_code["code"] = {"coding": [{"system": "urn:oid:1.2.3", "code": "x" * 65}]}
+    long_unit = fhir_observation(patient_id, unit="u" * 33)
     no_search_patient = await client.get("/fhir/Observation?code=2160-0", headers=headers)
 
     cases = [
@@ -268,6 +271,8 @@ async def test_observation_errors_name_the_fhir_element(
         (heavy, "Observation.valueQuantity.value"),
         (future, "Observation.effectiveDateTime"),
         (bad_loinc, "Observation.code"),
+        (long_local_code, "Observation.code"),
+        (long_unit, "Observation.valueQuantity.code"),
     ]
     for body, path in cases:
         response = await client.post("/fhir/Observation", json=body, headers=headers)

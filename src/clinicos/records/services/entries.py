@@ -52,6 +52,21 @@ def aware_utc(value: datetime, field: str) -> datetime:
     return value.astimezone(UTC)
 
 
+def length_problems(model: Any, values: Any) -> list[FieldError]:
+    """A text field longer than its column holds is a 422 naming it — checked here, whatever
+    the caller (an API schema, a FHIR mapping, an import), so the database never truncates or
+    refuses a value mid-transaction."""
+    errors: list[FieldError] = []
+    columns = model.__table__.columns
+    for f in fields(values):
+        value = getattr(values, f.name)
+        column = columns.get(f.name)
+        limit = getattr(column.type, "length", None) if column is not None else None
+        if isinstance(value, str) and limit and len(value) > limit:
+            errors.append(FieldError((f.name,), f"at most {limit} characters", "too_long"))
+    return errors
+
+
 def merge(current: Any, changes: Mapping[str, Any], allowed: Iterable[str]) -> Any:
     """``current`` (a frozen fields dataclass) with ``changes`` applied.
 
@@ -286,7 +301,7 @@ async def add_entry(
     encounter must be the patient's; then the row, one ``records.<noun>.create`` audit entry
     and one ``EntryRecorded`` event. No commit."""
     patient = await load_patient(uow, actor, patient_id)
-    raise_invalid(problems(values, uow.clock.now()))
+    raise_invalid(problems(values, uow.clock.now()) + length_problems(model, values))
     await check_encounter(uow, actor, patient.id, getattr(values, "encounter_id", None))
     row = new_row(model, uow, actor, patient.id, row_id)
     apply(row, values)
@@ -366,6 +381,7 @@ async def update_entry(
             guard(row)
         current = read(row)
         updated = revise(current, changes, uow.clock.now())
+        raise_invalid(length_problems(model, updated))
         if updated != current:
             apply(row, updated)
             row.updated_at = uow.clock.now()
