@@ -1,40 +1,35 @@
 """Request bodies for POST /api/v1/cds/evaluate, built from the published worked cases.
 
-The cases (shared/clinical/doac-examples.json) give measurement ages in days before the
-evaluation; here they become dates before AS_OF, which every request sends explicitly.
+The cases (tests/data/doac-examples.json, a checked copy of shared/clinical's) give measurement
+ages in days before the evaluation; here they become dates before AS_OF, which every request
+sends explicitly.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
 from httpx import AsyncClient
 
 from clinicos.bootstrap import Container
+from tests.support.clinical_examples import EXAMPLES
 from tests.support.tenancy_fixtures import SignedIn, new_member, new_organization, sign_in
 
 EVALUATE = "/api/v1/cds/evaluate"
-EXAMPLES = Path(__file__).resolve().parents[3].parent / "shared" / "clinical" / "doac-examples.json"
 AS_OF = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 AS_OF_TEXT = "2026-11-22T10:00:00Z"
 
 
 def load_cases() -> dict[str, dict[str, Any]]:
-    """The worked cases by id (skips the calling test when the shared file is absent)."""
-    if not EXAMPLES.exists():
-        pytest.skip(f"{EXAMPLES} not found")
+    """The worked cases by id (numbers as JSON numbers, as a client sends them)."""
     cases = json.loads(EXAMPLES.read_text(encoding="utf-8"))
     return {case["id"]: case for case in cases}
 
 
 def case_ids() -> list[str]:
-    if not EXAMPLES.exists():
-        return []
-    return [case["id"] for case in json.loads(EXAMPLES.read_text(encoding="utf-8"))]
+    return list(load_cases())
 
 
 def measured_on(days_ago: int | None) -> str | None:

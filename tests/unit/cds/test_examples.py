@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.clinical_examples import EXAMPLES, SOURCE, load_examples
 from tests.unit.cds.builders import run
-
-EXAMPLES = Path(__file__).resolve().parents[3].parent / "shared" / "clinical" / "doac-examples.json"
 
 
 def _cases() -> list[Any]:
-    if not EXAMPLES.exists():
-        return [pytest.param(None, marks=pytest.mark.skip(reason=f"{EXAMPLES} not found"))]
-    cases = json.loads(EXAMPLES.read_text(encoding="utf-8"), parse_float=Decimal)
-    return [pytest.param(case, id=case["id"]) for case in cases]
+    return [pytest.param(case, id=case["id"]) for case in load_examples()]
+
+
+def test_committed_examples_equal_the_design_folder_when_it_is_beside_the_repository() -> None:
+    if not SOURCE.exists():
+        pytest.skip("the design folder is not beside this checkout (a clean CI clone)")
+    committed = json.loads(EXAMPLES.read_text(encoding="utf-8"))
+    source = json.loads(SOURCE.read_text(encoding="utf-8"))
+    assert committed == source, "tests/data/doac-examples.json is stale: copy shared's again"
+
+
+def test_every_published_example_is_run() -> None:
+    assert len(load_examples()) >= 15
 
 
 @pytest.mark.parametrize("case", _cases())
