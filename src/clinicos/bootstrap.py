@@ -8,6 +8,7 @@ from datetime import timedelta
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from clinicos.cds import PrescribingGate
 from clinicos.cds import models as cds_models
 from clinicos.cds.hooks import models as cds_hooks_models
 from clinicos.config import Settings
@@ -25,6 +26,7 @@ from clinicos.platform.outbox.registry import HandlerRegistry, JobRegistry, Sche
 from clinicos.platform.outbox.worker import OutboxWorker, purge_delivered_outbox
 from clinicos.platform.phi import PhiKeyring
 from clinicos.platform.ratelimit import RateLimiter, build_rate_limiter
+from clinicos.records import PrescriptionCheck
 from clinicos.records import models as records_models
 
 
@@ -71,10 +73,15 @@ class Container:
     handlers: HandlerRegistry = field(default_factory=HandlerRegistry)
     jobs: JobRegistry = field(default_factory=JobRegistry)
     schema: SchemaGate = field(init=False)
+    # What issuing a prescription passes (records' seam): decision support's prescribing gate.
+    prescription_check: PrescriptionCheck = field(init=False)
 
     def __post_init__(self) -> None:
         # Refreshed at start-up and by /ready; gates every non-operational request.
         self.schema = SchemaGate(self.engine)
+        self.prescription_check = PrescribingGate(
+            phi=self.phi, production=self.settings.env.value == "production"
+        )
 
     def uow(self, organization_id: str | None = None) -> SqlUnitOfWork:
         """A unit of work; with ``organization_id`` its transaction is scoped to that tenant."""

@@ -1,5 +1,6 @@
 """Decision support: the public face of the DOAC order check (pure engine, rule packs and their
-lifecycle, the use case that runs a check and records it as a governance event, and overrides)."""
+lifecycle, the use case that runs a check and records it as a governance event, overrides, and
+the prescribing gate that records' issuing passes through)."""
 
 from clinicos.cds.engine import (
     DEFAULT_PACK_VERSION,
@@ -39,6 +40,12 @@ from clinicos.cds.packs import (
     list_packs,
     show_pack,
 )
+from clinicos.cds.prescribing import (
+    AttestationRequired,
+    OrderBlocked,
+    OverrideRequired,
+    PrescribingGate,
+)
 from clinicos.cds.record_facts import RecordFacts, RecordIncomplete
 from clinicos.cds.services import (
     RecordedEvaluation,
@@ -48,11 +55,13 @@ from clinicos.cds.services import (
 
 __all__ = [
     "DEFAULT_PACK_VERSION",
+    "AttestationRequired",
     "Evaluation",
     "EvaluationNotOverridable",
     "EvaluationRecorded",
     "Facts",
     "Order",
+    "OrderBlocked",
     "OverlayError",
     "OverrideCosigned",
     "OverrideExists",
@@ -60,8 +69,10 @@ __all__ = [
     "OverridePolicy",
     "OverrideReason",
     "OverrideRecorded",
+    "OverrideRequired",
     "OverrideView",
     "PackOverlay",
+    "PrescribingGate",
     "Reason",
     "RecordFacts",
     "RecordIncomplete",

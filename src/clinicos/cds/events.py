@@ -14,7 +14,9 @@ class EvaluationRecorded(DomainEvent):
     ``drug`` and ``indication`` are the order's codes; ``input_hash`` identifies the inputs
     without carrying them. ``patient_id`` is the record the facts were read from (record mode,
     the prescribing gate): an id, never a fact; None in inline mode, where the facts were given
-    inline and name no patient.
+    inline and name no patient. The prescribing gate also names the draft it checked
+    (``prescription_id`` at ``prescription_version``) and, when an earlier override let the
+    order through, that override (``override_id``); None elsewhere.
     """
 
     event_type = "cds.EvaluationRecorded"
@@ -28,6 +30,9 @@ class EvaluationRecorded(DomainEvent):
     rule_pack_version: str
     input_hash: str
     patient_id: str | None = None
+    prescription_id: str | None = None
+    prescription_version: int | None = None
+    override_id: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from clinicos.platform.db.base import Base, UTCDateTime
@@ -22,13 +22,21 @@ class CdsEvaluation(Base):
     Append-only for the app role on PostgreSQL, and tenant-scoped by row-level security.
     ``organization_id`` and ``evaluated_by`` refer to identity's rows by id, ``patient_id`` to
     records' patient (record mode and the prescribing gate; None when the facts came inline)
-    — ids only, no foreign key across contexts (ARCHITECTURE.md).
+    — ids only, no foreign key across contexts (ARCHITECTURE.md). ``prescription_id`` and
+    ``prescription_version`` name the draft the prescribing gate checked, at the version it had
+    then: an override of this evaluation unlocks issuing that draft only while it is unedited
+    (``clinicos.cds.prescribing``). None outside the gate.
     """
 
     __tablename__ = "cds_evaluation"
     __table_args__ = (
         Index("ix_cds_evaluation_organization_id_evaluated_at", "organization_id", "evaluated_at"),
         Index("ix_cds_evaluation_organization_id_patient_id", "organization_id", "patient_id"),
+        Index(
+            "ix_cds_evaluation_organization_id_prescription_id",
+            "organization_id",
+            "prescription_id",
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -46,6 +54,8 @@ class CdsEvaluation(Base):
     rule_pack_version: Mapped[str] = mapped_column(String(64))
     input_hash: Mapped[str] = mapped_column(String(64))
     patient_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    prescription_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    prescription_version: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 class CdsRulePack(Base):

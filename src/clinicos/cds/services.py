@@ -37,6 +37,15 @@ PATIENT_LOC: tuple[str, ...] = ("body", "patient")
 
 
 @dataclass(frozen=True)
+class PrescriptionRef:
+    """The draft prescription an evaluation checked, at the version it had then (records' row
+    version: any edit of the draft raises it)."""
+
+    prescription_id: str
+    version: int
+
+
+@dataclass(frozen=True)
 class RecordedEvaluation:
     """An evaluation and the id of its governance record."""
 
@@ -127,10 +136,14 @@ async def append_evaluation(
     evaluation: Evaluation,
     evaluated_at: datetime,
     patient_id: str | None = None,
+    prescription: PrescriptionRef | None = None,
+    override_id: str | None = None,
 ) -> str:
     """Write one evaluation's governance record in the caller's unit of work (no commit): the
     row, exactly one audit entry and the event. With a patient, the audit entry's target is
-    the patient (an access to their record, as records audits one); inline, the evaluation."""
+    the patient (an access to their record, as records audits one); inline, the evaluation.
+    The prescribing gate passes the draft it checks (``prescription``, stored on the row and in
+    the event) and the override it honoured, if any (``override_id``, in the event)."""
     row = _evaluation_row(
         actor=actor,
         order=order,
@@ -138,6 +151,9 @@ async def append_evaluation(
         evaluated_at=evaluated_at,
         patient_id=patient_id,
     )
+    if prescription is not None:
+        row.prescription_id = prescription.prescription_id
+        row.prescription_version = prescription.version
     uow.session.add(row)
     await uow.session.flush()
     await record_audit(
@@ -152,7 +168,7 @@ async def append_evaluation(
         outcome="success",
         request_id=actor.request_id,
     )
-    uow.record(_recorded_event(row))
+    uow.record(_recorded_event(row, override_id))
     return row.id
 
 
@@ -201,7 +217,7 @@ def _evaluation_row(
     )
 
 
-def _recorded_event(row: CdsEvaluation) -> EvaluationRecorded:
+def _recorded_event(row: CdsEvaluation, override_id: str | None) -> EvaluationRecorded:
     return EvaluationRecorded(
         organization_id=row.organization_id,
         evaluation_id=row.id,
@@ -214,4 +230,7 @@ def _recorded_event(row: CdsEvaluation) -> EvaluationRecorded:
         rule_pack_version=row.rule_pack_version,
         input_hash=row.input_hash,
         patient_id=row.patient_id,
+        prescription_id=row.prescription_id,
+        prescription_version=row.prescription_version,
+        override_id=override_id,
     )

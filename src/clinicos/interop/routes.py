@@ -66,7 +66,13 @@ def _base(request: Request) -> str:
 
 def _context(request: Request, actor: Actor) -> FhirContext:
     container = request.app.state.container
-    return FhirContext(uows=container.uow, phi=container.phi, actor=actor, base_url=_base(request))
+    return FhirContext(
+        uows=container.uow,
+        phi=container.phi,
+        actor=actor,
+        base_url=_base(request),
+        prescription_check=container.prescription_check,
+    )
 
 
 async def _body(request: Request) -> Any:

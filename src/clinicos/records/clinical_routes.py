@@ -482,14 +482,15 @@ async def issue_prescription(
     actor: Prescriber,
     body: PrescriptionAction | None = None,
 ) -> PrescriptionRead:
-    # Decision support's check plugs in as issue_prescription(check=...) (next issue); until
-    # then the default check lets every order through.
+    # Decision support's prescribing gate, chosen by the composition root (records never
+    # imports cds): an anticoagulant is checked on the record and may be refused (409).
     row = await medications.issue_prescription(
         **_ctx(request),
         actor=actor,
         patient_id=patient_id,
         prescription_id=prescription_id,
         expected_version=body.version if body else None,
+        check=request.app.state.container.prescription_check,
     )
     return PrescriptionRead.model_validate(row)
 

@@ -105,6 +105,9 @@ async def test_evaluate_writes_row_audit_and_event_together(
         "rule_pack_version": load_rule_pack().version,
         "input_hash": engine.input_hash,
         "patient_id": None,
+        "prescription_id": None,  # set by the prescribing gate only
+        "prescription_version": None,
+        "override_id": None,
     }
 
 

@@ -5,6 +5,7 @@ rules seen through FHIR, and errors naming the FHIR element."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fhir.resources.R4B.allergyintolerance import AllergyIntolerance
@@ -91,6 +92,23 @@ def fhir_prescription(patient_id: str, status: str = "draft", dose: float = 5) -
             }
         ],
     }
+
+
+async def _renal_data_recorded(
+    client: AsyncClient, headers: dict[str, str], patient_id: str
+) -> None:
+    """A current weight and creatinine (measured yesterday), so that the prescribing gate
+    passes apixaban 2.5 mg BID for NVAF for ``fhir_patient`` (female, born 1948-05-02: 78 in
+    2026): two of the label's reduction criteria hold (weight 55 <= 60 kg, SCr 1.6 >= 1.5
+    mg/dL), so 2.5 mg is the labelled dose, and CrCl = 62 x 55 / (72 x 1.6) x 0.85 = 25.2
+    (>= 15, no renal block)."""
+    when = (datetime.now(UTC) - timedelta(days=1)).isoformat().replace("+00:00", "Z")
+    for observation in (
+        fhir_observation(patient_id, "29463-7", 55, "kg", when, category="vital-signs"),
+        fhir_observation(patient_id, "2160-0", 1.6, "mg/dL", when),
+    ):
+        created = await client.post("/fhir/Observation", json=observation, headers=headers)
+        assert created.status_code == 201, created.text
 
 
 async def _patient(client: AsyncClient, headers: dict[str, str], mrn: str) -> str:
@@ -376,6 +394,7 @@ async def test_prescription_created_as_draft_issued_by_put_then_cancelled(
     staff = await clinic(container, client, "fhir-rx", "clinician")
     headers = {**staff["clinician"].headers, **FHIR}
     patient_id = await _patient(client, headers, "RX-1")
+    await _renal_data_recorded(client, headers, patient_id)
 
     straight_to_active = await client.post(
         "/fhir/MedicationRequest",

@@ -32,6 +32,18 @@ BODIES: dict[str, dict[str, Any]] = {
         "indication": "nvaf",
     },
 }
+# The prescription of the cases that issue one (the "issue" route's own-tenant control call, the
+# "complete" case): a drug the prescribing gate lets through without an evaluation (metoprolol,
+# RxNorm 6918), so they need no weight or creatinine on record; what they test is the routes'
+# tenant isolation, not decision support.
+UNCHECKED_PRESCRIPTION: dict[str, Any] = {
+    "code": "6918",
+    "display": "metoprolol",
+    "dose": 50,
+    "dose_unit": "mg",
+    "frequency": "BID",
+    "route": "oral",
+}
 TABLES = {
     "observations": "observation",
     "conditions": "condition",
@@ -55,14 +67,18 @@ PATCHES: dict[str, dict[str, Any]] = {
 }
 
 
-def entry_in_a(kind: str, *, issue: bool = False) -> Callable[[World], Awaitable[ObjectIds]]:
-    """A patient of A with one entry of ``kind`` (an issued prescription if ``issue``)."""
+def entry_in_a(
+    kind: str, *, issue: bool = False, body: dict[str, Any] | None = None
+) -> Callable[[World], Awaitable[ObjectIds]]:
+    """A patient of A with one entry of ``kind`` (``body``, else the kind's usual one; an
+    issued prescription of a drug the prescribing gate does not check if ``issue``)."""
 
     async def create(world: World) -> ObjectIds:
         clinician = await member_of(world, world.a, "clinician")
         patient_id = str((await create_patient(world.client, clinician))["id"])
         base = f"{API}/patients/{patient_id}/{kind}"
-        created = await world.client.post(base, json=BODIES[kind], headers=clinician.headers)
+        entry = body or (UNCHECKED_PRESCRIPTION if issue else BODIES[kind])
+        created = await world.client.post(base, json=entry, headers=clinician.headers)
         assert created.status_code == 201, created.text
         entry_id = str(created.json()["id"])
         if issue:
@@ -116,7 +132,9 @@ def _cases() -> dict[tuple[str, str], IdRouteCase]:
         "intact": left_alone("prescriptions", status="draft"),
         "caller_role": "clinician",
     }
-    cases[("POST", f"{prescription}/issue")] = IdRouteCase(**draft)
+    cases[("POST", f"{prescription}/issue")] = IdRouteCase(
+        **(draft | {"create_in_a": entry_in_a("prescriptions", body=UNCHECKED_PRESCRIPTION)})
+    )
     cases[("POST", f"{prescription}/cancel")] = IdRouteCase(**draft)
     cases[("POST", f"{prescription}/complete")] = IdRouteCase(
         create_in_a=entry_in_a("prescriptions", issue=True),

@@ -1,11 +1,15 @@
 """The medication list and prescriptions over the JSON API: the draft → active → completed |
 cancelled lifecycle and its illegal transitions, issuing feeding the medication list, who may
-prescribe, bad input, and the seam to decision support (``PrescriptionCheck``) on issue."""
+prescribe, bad input, and the seam to decision support (``PrescriptionCheck``) on issue.
+
+The issue route passes decision support's prescribing gate, so a test that issues its apixaban
+order records a current weight and creatinine first (``renal_data_recorded``) for a PASS; the
+gate's own outcomes are tested in tests/integration/cds/test_prescribing_gate.py."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -47,6 +51,38 @@ def apixaban(**overrides: Any) -> dict[str, Any]:
         "indication": "nvaf",
     }
     return body | overrides
+
+
+def renal_observations() -> list[dict[str, Any]]:
+    """A current weight and serum creatinine (measured yesterday) for the default patient
+    (female, born 1956-03-14: 70 years old in 2026), so that apixaban 5 mg BID for NVAF passes
+    the prescribing gate: none of the label's dose-reduction criteria (age >= 80, weight <= 60
+    kg, SCr >= 1.5 mg/dL) holds, and CrCl = 70 x 70 / (72 x 1.0) x 0.85 = 57.8 (>= 15)."""
+    measured = (datetime.now(UTC) - timedelta(days=1)).isoformat().replace("+00:00", "Z")
+    return [
+        {
+            "code": "29463-7",
+            "category": "vital-signs",
+            "value": 70,
+            "unit": "kg",
+            "effective_at": measured,
+        },
+        {
+            "code": "2160-0",
+            "category": "laboratory",
+            "value": 1.0,
+            "unit": "mg/dL",
+            "effective_at": measured,
+        },
+    ]
+
+
+async def renal_data_recorded(client: AsyncClient, who: SignedIn, patient_id: str) -> None:
+    for body in renal_observations():
+        response = await client.post(
+            url(patient_id, "observations"), json=body, headers=who.headers
+        )
+        assert response.status_code == 201, response.text
 
 
 def metformin(**overrides: Any) -> dict[str, Any]:
@@ -182,6 +218,7 @@ async def test_prescription_lifecycle_draft_edit_issue_complete(
     staff = await clinic(container, client, "rx-cycle", "clinician", "pharmacist")
     clinician = staff["clinician"]
     pid = (await create_patient(client, clinician))["id"]
+    await renal_data_recorded(client, clinician, pid)
 
     draft = await create(client, clinician, pid, "prescriptions", apixaban(dose=2.5))
     edited = await client.patch(
@@ -205,7 +242,7 @@ async def test_prescription_lifecycle_draft_edit_issue_complete(
     assert issued.status_code == 200, issued.text
     active = issued.json()
     assert active["status"] == "active" and active["issued_at"] is not None
-    assert active["cds_evaluation_id"] is None  # the default check records nothing
+    assert active["cds_evaluation_id"] is not None  # the gate's PASS evaluation
     [entry] = medication_list.json()["items"]
     assert entry["source_prescription_id"] == draft["id"]
     assert (entry["code"], entry["dose"], entry["frequency"], entry["status"]) == (
@@ -239,6 +276,7 @@ async def test_cancel_ends_a_draft_or_active_prescription_and_stops_its_list_ent
     pid = (await create_patient(client, clinician))["id"]
     draft = await create(client, clinician, pid, "prescriptions", apixaban())
     if issued:
+        await renal_data_recorded(client, clinician, pid)
         assert (await act(client, clinician, pid, draft["id"], "issue")).status_code == 200
 
     cancelled = await act(client, clinician, pid, draft["id"], "cancel")
@@ -274,6 +312,7 @@ async def test_illegal_prescription_transition_is_a_409_and_changes_nothing(
     staff = await clinic(container, client, "rx-illegal", "clinician")
     clinician = staff["clinician"]
     pid = (await create_patient(client, clinician))["id"]
+    await renal_data_recorded(client, clinician, pid)
     draft = await create(client, clinician, pid, "prescriptions", apixaban())
     for step in steps:
         assert (await act(client, clinician, pid, draft["id"], step)).status_code == 200
@@ -294,8 +333,9 @@ async def test_only_a_draft_can_be_edited(container: Container, client: AsyncCli
     staff = await clinic(container, client, "rx-edit", "clinician")
     clinician = staff["clinician"]
     pid = (await create_patient(client, clinician))["id"]
+    await renal_data_recorded(client, clinician, pid)
     draft = await create(client, clinician, pid, "prescriptions", apixaban())
-    await act(client, clinician, pid, draft["id"], "issue")
+    assert (await act(client, clinician, pid, draft["id"], "issue")).status_code == 200
 
     response = await client.patch(
         url(pid, "prescriptions", f"/{draft['id']}"), json={"dose": 10}, headers=clinician.headers

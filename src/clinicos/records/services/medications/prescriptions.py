@@ -1,7 +1,8 @@
 """Prescriptions (FHIR ``MedicationRequest``): draft → active → completed | cancelled.
 
 Issuing passes through one hook, :class:`PrescriptionCheck`: the seam where decision support
-examines the order (and may refuse it) inside the issuing transaction."""
+examines the order (and may refuse it, :class:`PrescriptionRefused`) inside the issuing
+transaction."""
 
 from __future__ import annotations
 
@@ -63,6 +64,17 @@ class PrescriptionNotEditable(Conflict):
     title = "Only a draft prescription can be edited"
 
 
+class PrescriptionRefused(Conflict):
+    """The prescription check examined the order and refused to let it be issued (decision
+    support: a BLOCK, a WARN without an override, missing data). Unlike any other error, the
+    check's own records of that decision are kept: see :class:`PrescriptionCheck`. Subclasses
+    (in the checking context) give the specific ``code``; ``data`` says what the client needs
+    to act on it (ids and codes only, never patient facts)."""
+
+    code = "prescription_refused"
+    title = "The prescription check refused this order"
+
+
 # -- the seam to decision support ---------------------------------------------------------------
 
 
@@ -72,9 +84,15 @@ class PrescriptionCheck(Protocol):
     Called by :func:`issue_prescription` inside the issuing unit of work, after the status and
     completeness checks and before anything changes, with the draft ``prescription`` row and
     its ``patient_id``. It returns the id of the evaluation it recorded (stored as the
-    prescription's ``cds_evaluation_id``) or None, or raises a ``DomainError`` to refuse the
-    order — the whole issue then rolls back and the prescription stays a draft. It may read and
-    write in ``uow`` (its evaluation, governance event, audit entry) but must not commit."""
+    prescription's ``cds_evaluation_id``) or None, and may read and write in ``uow`` (its
+    evaluation, governance event, audit entry) but must not commit.
+
+    To refuse the order it raises :class:`PrescriptionRefused`: the issue then **commits** the
+    unit of work — which at that point holds only the check's own writes, because the check
+    runs before anything about the prescription changes — and re-raises, so a refusal leaves
+    its governance record (the evidence that the order was stopped, and the evaluation an
+    override must name) while the prescription stays an unchanged draft. Any other exception
+    rolls everything back, the check's writes included: an error is not a decision."""
 
     async def __call__(
         self, uow: SqlUnitOfWork, actor: Actor, *, prescription: Prescription, patient_id: str
@@ -93,13 +111,11 @@ async def allow_every_prescription(
     uow: SqlUnitOfWork, actor: Actor, *, prescription: Prescription, patient_id: str
 ) -> str | None:
     """The default :class:`PrescriptionCheck`: lets every prescription through and records
-    nothing.
+    nothing (imports of history, tests of the lifecycle alone).
 
-    Decision support plugs in here (next issue): the cds context provides a check that, for an
-    anticoagulant, gathers the patient's facts (``records.services.clinical.latest_observations``
-    for weight, creatinine …), evaluates the order against the active rule pack, records the
-    evaluation and returns its id — or raises to block the order — and the issuing route passes
-    it as ``issue_prescription(check=...)``. records never imports cds."""
+    The API's issuing routes pass decision support's check instead
+    (``Container.prescription_check``, built by the composition root from
+    ``clinicos.cds.prescribing``), so records never imports cds."""
     return None
 
 
@@ -288,25 +304,30 @@ async def issue_prescription(
     """Sign a draft: draft → active, issued now by the actor (its prescriber from now on).
 
     The draft must name dose, dose unit, frequency and route (422 naming what is missing).
-    Then ``check`` — decision support's seam — sees the order; if it raises, nothing changes.
-    Otherwise the prescription is active with the check's evaluation id and the drug enters
-    the medication list (a ``MedicationStatement`` whose ``source_prescription_id`` is this
-    prescription), in the same transaction."""
+    Then ``check`` — decision support's seam — sees the order. If it refuses
+    (:class:`PrescriptionRefused`) the prescription is unchanged and only the check's own
+    records are committed; any other error changes nothing. Otherwise the prescription is
+    active with the check's evaluation id and the drug enters the medication list (a
+    ``MedicationStatement`` whose ``source_prescription_id`` is this prescription), in the same
+    transaction as the check's records."""
     async with uows(actor.organization_id) as uow:
         row = await load_entry(uow, actor, Prescription, prescription_id, patient_id=patient_id)
         check_version(row, expected_version)
-        await _issue(uow, actor, row, check)
-        await audit_access(uow, actor, "records.prescription.issue", target_id=row.patient_id)
-        await uow.commit()
+        await _issue_in(uow, actor, row, check)
     return row
+
+
+def _require_issuable(row: Prescription) -> None:
+    """draft → active must be a legal move and the order complete (409 / 422)."""
+    _require_transition(row, "active")
+    missing = [field for field in REQUIRED_TO_ISSUE if getattr(row, field) is None]
+    raise_invalid([FieldError((f,), "required to issue", "missing") for f in missing])
 
 
 async def _issue(
     uow: SqlUnitOfWork, actor: Actor, row: Prescription, check: PrescriptionCheck
 ) -> None:
-    _require_transition(row, "active")
-    missing = [field for field in REQUIRED_TO_ISSUE if getattr(row, field) is None]
-    raise_invalid([FieldError((f,), "required to issue", "missing") for f in missing])
+    _require_issuable(row)
     evaluation_id = await check(uow, actor, prescription=row, patient_id=row.patient_id)
     now = uow.clock.now()
     row.status = "active"
@@ -411,11 +432,20 @@ async def restate_prescription(
     expected_version: int | None = None,
     check: PrescriptionCheck = allow_every_prescription,
 ) -> Prescription:
-    """Bring a prescription to the state a client restates in full (a FHIR ``PUT``), in one
-    transaction with one audit entry: a draft takes the new fields; then, if ``status``
-    differs, the prescription moves there the way the single-step use cases move it — issuing
-    passes ``check`` (decision support), ending stops its medication-list entry. Once issued,
-    the order's fields are fixed (422 naming a changed one); an impossible move is a 409."""
+    """Bring a prescription to the state a client restates in full (a FHIR ``PUT``): a draft
+    takes the new fields; then, if ``status`` differs, the prescription moves there the way the
+    single-step use cases move it — issuing passes ``check`` (decision support), ending stops
+    its medication-list entry. Once issued, the order's fields are fixed (422 naming a changed
+    one); an impossible move is a 409.
+
+    One transaction and one audit entry, except when a request both edits a draft and issues
+    it: the edits are then committed first as their own update (audit ``update``), and the
+    issue runs in a second unit of work exactly like :func:`issue_prescription`. The check
+    must see — and its evaluation must name — the draft's edited version, so that an override
+    recorded on a refusal applies to that version, and a refusal must commit nothing but the
+    check's own records. So an issue refused by the check (or failing in it) leaves the draft
+    with the edits the client sent, still a draft; the status move and the order's
+    completeness are checked before the edits are committed."""
     async with uows(actor.organization_id) as uow:
         row = await load_entry(uow, actor, Prescription, prescription_id, patient_id=patient_id)
         check_version(row, expected_version)
@@ -428,23 +458,54 @@ async def restate_prescription(
             raise_invalid(
                 [FieldError(("encounter_id",), "cannot be changed once recorded", "immutable")]
             )
-        if updated != current:
+        edited = updated != current
+        if edited:
             apply_fields(row, updated)
             row.updated_at = uow.clock.now()
             await uow.session.flush()
             uow.record(entry_event(actor, row, "MedicationRequest", "updated"))
+        if status != row.status and status not in PRESCRIPTION_TRANSITIONS:
+            raise_invalid(
+                [FieldError(("status",), f"one of {list(PRESCRIPTION_TRANSITIONS)}", "enum")]
+            )
+        issuing = status != row.status and status == "active"
+        if issuing:
+            _require_issuable(row)
+            if not edited:
+                # Nothing to save first: issue in this very unit of work.
+                await _issue_in(uow, actor, row, check)
+                return row
         action = "update"
-        if status != row.status:
-            if status not in PRESCRIPTION_TRANSITIONS:
-                raise_invalid(
-                    [FieldError(("status",), f"one of {list(PRESCRIPTION_TRANSITIONS)}", "enum")]
-                )
-            if status == "active":
-                await _issue(uow, actor, row, check)
-                action = "issue"
-            else:
-                await _finish(uow, actor, row, status)
-                action = _END_ACTION[status]
+        if status != row.status and not issuing:
+            await _finish(uow, actor, row, status)
+            action = _END_ACTION[status]
         await audit_access(uow, actor, f"records.prescription.{action}", target_id=row.patient_id)
         await uow.commit()
-    return row
+    if not issuing:
+        return row
+    # The edits are saved; issue the edited version (a concurrent change meanwhile is a 409).
+    return await issue_prescription(
+        uows=uows,
+        phi=phi,
+        actor=actor,
+        patient_id=patient_id,
+        prescription_id=prescription_id,
+        expected_version=row.version,
+        check=check,
+    )
+
+
+async def _issue_in(
+    uow: SqlUnitOfWork, actor: Actor, row: Prescription, check: PrescriptionCheck
+) -> None:
+    """Issue ``row`` in ``uow`` and commit; on a refusal, commit the check's records alone."""
+    try:
+        await _issue(uow, actor, row, check)
+    except PrescriptionRefused:
+        # The check runs before the row changes, so the transaction holds only the check's
+        # writes (evaluation, audit entry, event): keep them as the record of the refusal
+        # (PrescriptionCheck's contract), then report the refusal.
+        await uow.commit()
+        raise
+    await audit_access(uow, actor, "records.prescription.issue", target_id=row.patient_id)
+    await uow.commit()
