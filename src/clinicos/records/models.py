@@ -282,7 +282,7 @@ class MedicationStatement(_PatientScoped, _Medication, Base):
 class Prescription(_PatientScoped, _Medication, Base):
     """An order (FHIR ``MedicationRequest``): ``draft`` → ``active`` (issued, signed by the
     prescriber) → ``completed`` | ``cancelled``. ``indication`` is a code (for DOACs, the CDS
-    indication key, e.g. ``af``, ``vte_treatment``). ``cds_evaluation_id`` is the decision-
+    indication key, e.g. ``nvaf``, ``vte_treatment``). ``cds_evaluation_id`` is the decision-
     support check the issue passed (the seam to decision support)."""
 
     __tablename__ = "prescription"
