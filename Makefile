@@ -25,9 +25,10 @@ run: $(STAMP)
 	@echo ""
 	$(BIN)/clinicos serve
 
-## test: the whole suite (PostgreSQL/Redis tests skip when those servers are absent, unless CI)
+## test: the whole suite (PostgreSQL/Redis tests skip when those servers are absent, unless CI),
+## one pytest worker per core (each worker migrates its own databases)
 test: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow"

@@ -236,7 +236,9 @@ async def test_demo_seed_when_password_given_seeds_two_clinics_one_user_per_role
     container: Container, client: AsyncClient, cli_env: dict[str, str | None]
 ) -> None:
     # Act
-    result = await cli({**cli_env, "CLINICOS_DEMO_PASSWORD": DEMO_PASSWORD}, "demo", "seed")
+    result = await cli(
+        {**cli_env, "CLINICOS_DEMO_PASSWORD": DEMO_PASSWORD}, "demo", "seed", "--patients", "2"
+    )
 
     # Assert
     output = ok(result)
@@ -257,7 +259,7 @@ async def test_demo_seed_when_password_not_given_prints_a_generated_one_that_sig
     client: AsyncClient, cli_env: dict[str, str | None]
 ) -> None:
     # Act
-    output = ok(await cli(cli_env, "demo", "seed"))
+    output = ok(await cli(cli_env, "demo", "seed", "--patients", "2"))
 
     # Assert
     lines = output.splitlines()
@@ -272,13 +274,23 @@ async def test_demo_seed_when_run_twice_changes_nothing_and_says_so(
     container: Container, cli_env: dict[str, str | None], owner_engine: AsyncEngine
 ) -> None:
     # Arrange
-    ok(await cli({**cli_env, "CLINICOS_DEMO_PASSWORD": DEMO_PASSWORD}, "demo", "seed"))
+    ok(
+        await cli(
+            {**cli_env, "CLINICOS_DEMO_PASSWORD": DEMO_PASSWORD}, "demo", "seed", "--patients", "2"
+        )
+    )
     counts_before = [await count(container, m) for m in (Organization, UserAccount, Membership)]
     async with owner_engine.connect() as conn:
         audit_before = (await conn.execute(text("SELECT count(*) FROM audit_event"))).scalar()
 
     # Act
-    second = await cli({**cli_env, "CLINICOS_DEMO_PASSWORD": "Other-Password-9931"}, "demo", "seed")
+    second = await cli(
+        {**cli_env, "CLINICOS_DEMO_PASSWORD": "Other-Password-9931"},
+        "demo",
+        "seed",
+        "--patients",
+        "2",
+    )
 
     # Assert
     output = ok(second)
