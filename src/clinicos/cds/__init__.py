@@ -1,9 +1,16 @@
 """Decision support: the public face of the DOAC order check (pure engine, rule packs and their
-lifecycle, the use case that runs a check and records it as a governance event, overrides, and
-the prescribing gate that records' issuing passes through)."""
+lifecycle, the use case that runs a check and records it as a governance event, attestations,
+overrides, and the prescribing gate that records' issuing passes through)."""
 
+from clinicos.cds.attestations import (
+    AttestationView,
+    FreshValue,
+    record_attestation,
+    record_fresh_value,
+)
 from clinicos.cds.engine import (
     DEFAULT_PACK_VERSION,
+    AttestedOutcome,
     Evaluation,
     Facts,
     Order,
@@ -16,9 +23,15 @@ from clinicos.cds.engine import (
     available_pack_versions,
     evaluate,
     load_rule_pack,
+    outcome_with_attestations,
     parse_rule_pack,
 )
-from clinicos.cds.events import EvaluationRecorded, OverrideCosigned, OverrideRecorded
+from clinicos.cds.events import (
+    AttestationRecorded,
+    EvaluationRecorded,
+    OverrideCosigned,
+    OverrideRecorded,
+)
 from clinicos.cds.overrides import (
     EvaluationNotOverridable,
     OverrideExists,
@@ -55,11 +68,15 @@ from clinicos.cds.services import (
 
 __all__ = [
     "DEFAULT_PACK_VERSION",
+    "AttestationRecorded",
     "AttestationRequired",
+    "AttestationView",
+    "AttestedOutcome",
     "Evaluation",
     "EvaluationNotOverridable",
     "EvaluationRecorded",
     "Facts",
+    "FreshValue",
     "Order",
     "OrderBlocked",
     "OverlayError",
@@ -91,8 +108,11 @@ __all__ = [
     "evaluate",
     "list_packs",
     "load_rule_pack",
+    "outcome_with_attestations",
     "override_reasons",
     "parse_rule_pack",
+    "record_attestation",
+    "record_fresh_value",
     "record_inline_evaluation",
     "record_override",
     "record_patient_evaluation",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from clinicos.kernel.events import DomainEvent
 
@@ -16,7 +17,9 @@ class EvaluationRecorded(DomainEvent):
     the prescribing gate): an id, never a fact; None in inline mode, where the facts were given
     inline and name no patient. The prescribing gate also names the draft it checked
     (``prescription_id`` at ``prescription_version``) and, when an earlier override let the
-    order through, that override (``override_id``); None elsewhere.
+    order through, that override (``override_id``); None elsewhere. ``attestation_ids``: the
+    attestations that vouched for missing or stale data (record mode, the gate); then
+    ``outcome`` is the one computed past ATTEST. None when none was used.
     """
 
     event_type = "cds.EvaluationRecorded"
@@ -33,6 +36,26 @@ class EvaluationRecorded(DomainEvent):
     prescription_id: str | None = None
     prescription_version: int | None = None
     override_id: str | None = None
+    attestation_ids: list[str] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttestationRecorded(DomainEvent):
+    """A clinician attested that missing or stale data is acceptable for one patient's order
+    (issue 5 point 4: a governance event). ``facts`` are the attested facts
+    (``serum_creatinine``, ``weight``); ``order_fingerprint`` scopes it to the order. The
+    free-text reason is never carried (it may hold PHI)."""
+
+    event_type = "cds.AttestationRecorded"
+    attestation_id: str
+    evaluation_id: str
+    patient_id: str
+    attested_by: str
+    drug: str
+    indication: str
+    order_fingerprint: str
+    facts: list[str]
+    expires_at: datetime
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,5 +1,6 @@
 """Decision-support tables: recorded evaluations (governance records, no PHI), the
-installation's rule-pack catalogue, each organization's active pack, and overrides."""
+installation's rule-pack catalogue, each organization's active pack, overrides and
+attestations."""
 
 from __future__ import annotations
 
@@ -26,6 +27,12 @@ class CdsEvaluation(Base):
     ``prescription_version`` name the draft the prescribing gate checked, at the version it had
     then: an override of this evaluation unlocks issuing that draft only while it is unedited
     (``clinicos.cds.prescribing``). None outside the gate.
+
+    ``dose_mg``, ``frequency`` and ``order_fingerprint`` complete the order (migration 0011;
+    null on older rows): an attestation is scoped to the order its evaluation checked.
+    ``outcome`` is the outcome the decision used: the engine's, or — when valid attestations
+    covered every ATTEST reason (record mode, the prescribing gate) — the one computed from the
+    other reasons; ``attestation_ids`` names the attestations used (null when none).
     """
 
     __tablename__ = "cds_evaluation"
@@ -56,6 +63,10 @@ class CdsEvaluation(Base):
     patient_id: Mapped[str | None] = mapped_column(String(36), default=None)
     prescription_id: Mapped[str | None] = mapped_column(String(36), default=None)
     prescription_version: Mapped[int | None] = mapped_column(Integer, default=None)
+    dose_mg: Mapped[Decimal | None] = mapped_column(Numeric(asdecimal=True), default=None)
+    frequency: Mapped[str | None] = mapped_column(String(8), default=None)
+    order_fingerprint: Mapped[str | None] = mapped_column(String(64), default=None)
+    attestation_ids: Mapped[list[str] | None] = mapped_column(JSON, default=None)
 
 
 class CdsRulePack(Base):
@@ -122,3 +133,41 @@ class CdsOverride(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     cosigned_by: Mapped[str | None] = mapped_column(String(36))
     cosigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class CdsAttestation(Base):
+    """A clinician's reasoned statement that missing or stale data (serum creatinine, weight)
+    is acceptable for ONE patient and ONE order, until ``expires_at`` (issue 5 point 4).
+
+    Scoped by ``patient_id`` and ``order_fingerprint`` (drug, dose, frequency and indication,
+    ``clinicos.cds.engine.order_fingerprint``); the order's parts are kept readable beside it.
+    ``facts`` lists the attested facts. ``reason`` is free text that may hold PHI: sealed with
+    the PHI keyring (table ``cds_attestation``, column ``reason``, the row id), never logged,
+    audited, emitted or returned. Tenant-scoped by row-level security on PostgreSQL; the app
+    role may insert and read, never change or delete one (governance records).
+    """
+
+    __tablename__ = "cds_attestation"
+    __table_args__ = (
+        Index(
+            "ix_cds_attestation_scope",
+            "organization_id",
+            "patient_id",
+            "order_fingerprint",
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(36))
+    patient_id: Mapped[str] = mapped_column(String(36))
+    evaluation_id: Mapped[str] = mapped_column(String(36), ForeignKey("cds_evaluation.id"))
+    drug: Mapped[str] = mapped_column(String(32))
+    dose_mg: Mapped[Decimal] = mapped_column(Numeric(asdecimal=True))
+    frequency: Mapped[str] = mapped_column(String(8))
+    indication: Mapped[str] = mapped_column(String(32))
+    order_fingerprint: Mapped[str] = mapped_column(String(64))
+    facts: Mapped[list[str]] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(Text, info=dict(ENCRYPTED_COLUMN))
+    attested_by: Mapped[str] = mapped_column(String(36))
+    attested_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -226,7 +226,8 @@ async def _audit(uow: SqlUnitOfWork, actor: Actor, action: str, override_id: str
     await record_audit(
         uow,
         organization_id=actor.organization_id,
-        actor_type="user",
+        # "user", or "service" for a CDS Hooks client reporting an override (hooks/auth.py).
+        actor_type=actor.actor_type,
         actor_id=actor.user_id,
         action=action,
         target_type=AUDIT_TARGET_TYPE,

@@ -7,15 +7,17 @@ and the decision to let the draft be issued or to refuse it.
   after the order is changed.
 - BLOCK: issued only with an *approved* override (co-signed per the override policy,
   ``overrides.py``).
-- ATTEST: not issued until the missing or stale data is recorded (attestations are not built
-  yet).
+- ATTEST: not issued until the missing or stale data is recorded, or a clinician attests to
+  it for this patient and order (``attestations.py``); with every ATTEST reason attested, the
+  outcome is computed from the other reasons (an attested PASS issues; BLOCK and WARN need
+  their overrides as above).
 
 An override honoured here must name an earlier evaluation of **the same prescription at the
 same version** (any edit of the draft raises records' row version, so an edited order needs a
 new decision), and its evaluation's reason keys must include every non-INFO key of the new one
 (a problem that appeared since needs a decision of its own). ATTEST is resolved by data, never
 by an override (overrides.py), so a BLOCK that also lacks data stays refused until the data
-is recorded.
+is recorded or attested.
 
 Every check of an anticoagulant writes exactly one ``cds_evaluation`` row (with the patient,
 prescription and version), one audit entry and one ``cds.EvaluationRecorded`` event — a refusal
@@ -32,7 +34,15 @@ from typing import Any, Protocol, get_args
 
 from sqlalchemy import select
 
-from clinicos.cds.engine import Evaluation, Order, RulePack, evaluate, load_rule_pack
+from clinicos.cds.attestations import attested_outcome
+from clinicos.cds.engine import (
+    AttestedOutcome,
+    Evaluation,
+    Order,
+    RulePack,
+    evaluate,
+    load_rule_pack,
+)
 from clinicos.cds.engine.keys import Frequency, Indication
 from clinicos.cds.models import CdsEvaluation, CdsOverride
 from clinicos.cds.overrides import APPROVED
@@ -52,6 +62,7 @@ DOSE_UNIT = "mg"
 FREQUENCIES: tuple[str, ...] = get_args(Frequency)
 INDICATIONS: tuple[str, ...] = get_args(Indication)
 OVERRIDES_ROUTE = "POST /api/v1/cds/overrides"
+ATTESTATIONS_ROUTE = "POST /api/v1/cds/attestations"
 
 
 class OrderBlocked(PrescriptionRefused):
@@ -125,8 +136,16 @@ class PrescribingGate:
             uow, phi=self.phi, actor=actor, patient_id=patient_id, pack=pack, as_of=now
         )
         evaluation = evaluate(record.facts, order, pack, now)
+        attested = await attested_outcome(
+            uow,
+            actor=actor,
+            patient_id=record.patient_id,
+            order=order,
+            evaluation=evaluation,
+            now=now,
+        )
         ref = PrescriptionRef(prescription_id=prescription.id, version=prescription.version)
-        override_id = await honoured_override(uow, actor, ref, evaluation)
+        override_id = await honoured_override(uow, actor, ref, evaluation, attested)
         evaluation_id = await append_evaluation(
             uow,
             actor=actor,
@@ -136,10 +155,11 @@ class PrescribingGate:
             patient_id=record.patient_id,
             prescription=ref,
             override_id=override_id,
+            attested=attested,
         )
-        if evaluation.outcome == "PASS" or override_id is not None:
+        if attested.outcome == "PASS" or override_id is not None:
             return evaluation_id
-        raise refusal(evaluation_id, evaluation)
+        raise refusal(evaluation_id, evaluation, attested)
 
     async def _pack(self, uow: SqlUnitOfWork, prescription: GatedPrescription) -> RulePack | None:
         """The pack to check with. When none is active (production), a drug the packaged pack
@@ -224,7 +244,11 @@ def order_of(prescription: GatedPrescription, drug: str) -> Order:
 
 
 async def honoured_override(
-    uow: SqlUnitOfWork, actor: Actor, ref: PrescriptionRef, evaluation: Evaluation
+    uow: SqlUnitOfWork,
+    actor: Actor,
+    ref: PrescriptionRef,
+    evaluation: Evaluation,
+    attested: AttestedOutcome,
 ) -> str | None:
     """The override that lets this WARN or BLOCK order through, or None.
 
@@ -233,13 +257,17 @@ async def honoured_override(
     any recorded override will do (each has a reason code); for BLOCK the override must be
     approved (co-signed where the policy asks for it) and of a BLOCK evaluation, so that a
     WARN override approved at once can never stand for a BLOCK (e.g. after an overlay raised
-    a rule's severity). Never for an evaluation carrying ATTEST reasons: missing data is
-    resolved by data, not by an override (overrides.py)."""
-    if evaluation.outcome not in ("WARN", "BLOCK"):
+    a rule's severity). Never while an ATTEST reason is left unattested: missing data is
+    resolved by data or an attestation, not by an override (overrides.py). The outcome is the
+    one past the attestations (``attested``), and attested ATTEST reasons need no override:
+    the attestation is their decision."""
+    if attested.outcome not in ("WARN", "BLOCK") or attested.unattested:
         return None
-    if any(reason.severity == "ATTEST" for reason in evaluation.reasons):
-        return None
-    needed = {reason.key for reason in evaluation.reasons if reason.severity != "INFO"}
+    needed = {
+        reason.key
+        for reason in evaluation.reasons
+        if reason.severity != "INFO" and reason.key not in attested.attested
+    }
     candidates = await uow.session.execute(
         select(
             CdsOverride.id,
@@ -259,31 +287,35 @@ async def honoured_override(
     for override_id, status, outcome, reason_keys in candidates:
         if not needed <= set(reason_keys):
             continue
-        if evaluation.outcome == "BLOCK" and (status != APPROVED or outcome != "BLOCK"):
+        if attested.outcome == "BLOCK" and (status != APPROVED or outcome != "BLOCK"):
             continue
         return str(override_id)
     return None
 
 
-def refusal(evaluation_id: str, evaluation: Evaluation) -> PrescriptionRefused:
+def refusal(
+    evaluation_id: str, evaluation: Evaluation, attested: AttestedOutcome
+) -> PrescriptionRefused:
     """The problem for a refused order: what to do next, and the evaluation to act on. The
     detail names only the evaluation (an opaque id): no drug, no reason key — error messages
     carry no PHI (ARCHITECTURE.md), and reason keys can reveal the patient's conditions. The
-    keys travel in the problem's data, the answer to the prescriber's own request."""
+    keys travel in the problem's data, the answer to the prescriber's own request
+    (``attested``: the ATTEST reason keys an attestation covers, and by which)."""
     data: dict[str, Any] = {
         "evaluation_id": evaluation_id,
-        "outcome": evaluation.outcome,
+        "outcome": attested.outcome,
         "reasons": [reason.key for reason in evaluation.reasons],
+        "attested": dict(attested.attested),
     }
-    if any(reason.severity == "ATTEST" for reason in evaluation.reasons):
+    if attested.unattested:
         return AttestationRequired(
             "the order cannot be fully checked: the record lacks a current weight or "
-            f"serum creatinine (evaluation {evaluation_id}); record them, then issue again "
-            "(attesting to the data instead is not available yet; no override stands in for "
-            "missing data)",
+            f"serum creatinine (evaluation {evaluation_id}); record them, or attest that "
+            f"proceeding without them is acceptable ({ATTESTATIONS_ROUTE} naming that "
+            "evaluation), then issue again (no override stands in for missing data)",
             data=data,
         )
-    if evaluation.outcome == "BLOCK":
+    if attested.outcome == "BLOCK":
         return OrderBlocked(
             f"decision support blocks this order (evaluation {evaluation_id}): it can be "
             f"issued unchanged only after an override of that evaluation ({OVERRIDES_ROUTE}) "

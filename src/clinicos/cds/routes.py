@@ -1,5 +1,5 @@
 """Decision support's HTTP API: the order check (issue 5 point 3), on facts given inline or on
-a patient's stored record (record mode)."""
+a patient's stored record (record mode); the attestation route rides on this router."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
 
+from clinicos.cds.attestation_routes import router as attestation_router
 from clinicos.cds.schemas import (
     EvaluationRead,
     EvaluationRequest,
@@ -18,6 +19,8 @@ from clinicos.identity import Permission, require
 from clinicos.kernel.actor import Actor
 
 router = APIRouter(prefix="/api/v1/cds", tags=["cds"])
+# POST /api/v1/cds/attestations: included here so the app's router list needs no change.
+router.include_router(attestation_router)
 
 
 @router.post(
@@ -61,4 +64,5 @@ async def evaluate_order(
         evaluation=recorded.evaluation,
         language=preferred_language(accept_language),
         record=recorded.record,
+        attested=recorded.attested,
     )

@@ -1,14 +1,21 @@
-"""The decision-support API's contract: evaluation and override request and response bodies,
-and language choice."""
+"""The decision-support API's contract: evaluation, override and attestation request and
+response bodies, and language choice."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from clinicos.cds.engine import Evaluation, Facts, Order, Reason
+from clinicos.cds.attestations import (
+    MAX_EXPIRY_HOURS,
+    MAX_REASON_CHARS,
+    VALUE_FIELDS,
+    FreshValue,
+)
+from clinicos.cds.engine import AttestableFact, AttestedOutcome, Evaluation, Facts, Order, Reason
 from clinicos.cds.engine.inputs import Medication
 from clinicos.cds.record_facts import RecordFacts
 from clinicos.kernel.errors import FieldError, ValidationFailed
@@ -80,12 +87,17 @@ class EvaluationRequest(BaseModel):
 
 
 class ReasonRead(BaseModel):
+    """One reason. ``attested``: an ATTEST reason whose fact a valid attestation of this
+    patient's order covers (``attestation_id``); false/null otherwise."""
+
     key: str
     severity: str
     message: str
     source: str
     policy: str
     suggestion: str | None
+    attested: bool = False
+    attestation_id: str | None = None
 
 
 class RulePackRead(BaseModel):
@@ -152,7 +164,7 @@ class EvaluationRead(BaseModel):
     facts: FactsRead | None = None
 
 
-def _reason_read(reason: Reason, language: Language) -> ReasonRead:
+def _reason_read(reason: Reason, language: Language, attestation_id: str | None) -> ReasonRead:
     suggestion = reason.suggestion.text[language] if reason.suggestion is not None else None
     return ReasonRead(
         key=reason.key,
@@ -161,6 +173,8 @@ def _reason_read(reason: Reason, language: Language) -> ReasonRead:
         source=reason.source,
         policy=reason.policy,
         suggestion=suggestion,
+        attested=attestation_id is not None,
+        attestation_id=attestation_id,
     )
 
 
@@ -212,14 +226,20 @@ def evaluation_read(
     evaluation: Evaluation,
     language: Language,
     record: RecordFacts | None = None,
+    attested: AttestedOutcome | None = None,
 ) -> EvaluationRead:
+    """``attested`` (record mode): the outcome past the attestations, and which reasons they
+    cover."""
     crcl = evaluation.crcl_ml_min
+    covered = {} if attested is None else attested.attested
     return EvaluationRead(
         evaluation_id=evaluation_id,
-        outcome=evaluation.outcome,
+        outcome=evaluation.outcome if attested is None else attested.outcome,
         # Already rounded half-up to 0.1 by the engine; one decimal is exact as a JSON number.
         crcl_ml_min=None if crcl is None else float(crcl),
-        reasons=[_reason_read(reason, language) for reason in evaluation.reasons],
+        reasons=[
+            _reason_read(reason, language, covered.get(reason.key)) for reason in evaluation.reasons
+        ],
         rule_pack=RulePackRead(id=evaluation.rule_pack.id, version=evaluation.rule_pack.version),
         as_of=evaluation.as_of,
         facts=None if record is None else facts_read(record),
@@ -292,3 +312,107 @@ class OverrideRead(BaseModel):
     created_at: datetime
     cosigned_by: str | None
     cosigned_at: datetime | None
+
+
+ONE_FORM = "give exactly one of 'facts' with 'reason' (an attestation) and 'record' (a new value)"
+RECORD_ONLY = "not used with 'record' (recording a value is not an attestation)"
+ONE_VALUE = (
+    "give exactly one of serum_creatinine_mg_dl, serum_creatinine_umol_l and weight_kg, "
+    "with measured_at"
+)
+
+
+class AttestationRecordBody(BaseModel):
+    """The fresh value to record instead of attesting: one of the three, and when it was
+    measured (the sample's collection time, timezone-aware)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    serum_creatinine_mg_dl: Decimal | None = Field(default=None, gt=0)
+    serum_creatinine_umol_l: Decimal | None = Field(default=None, gt=0)
+    weight_kg: Decimal | None = Field(default=None, gt=0)
+    measured_at: AwareDatetime
+
+    def fresh_value(self) -> FreshValue:
+        """The one value given; a 422 on ``body.record`` otherwise."""
+        given = [name for name in VALUE_FIELDS if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValidationFailed(
+                "invalid fields: body.record",
+                errors=(FieldError(loc=("body", "record"), message=ONE_VALUE, type="one_of"),),
+            )
+        return FreshValue(
+            field=given[0], value=getattr(self, given[0]), measured_at=self.measured_at
+        )
+
+
+class AttestationRequest(BaseModel):
+    """``POST /api/v1/cds/attestations``: attest ``facts`` with a ``reason`` for the patient and
+    order of an ATTEST-bearing evaluation, or ``record`` the fresh value instead."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    evaluation_id: str = Field(
+        min_length=1, max_length=36, description="An evaluation with ATTEST reasons."
+    )
+    facts: list[AttestableFact] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2,
+        description="The facts behind the evaluation's ATTEST reasons that are attested.",
+    )
+    reason: str | None = Field(
+        default=None,
+        max_length=MAX_REASON_CHARS,
+        description="Why proceeding without the data is acceptable (required with `facts`); "
+        "stored encrypted, never returned, logged or audited.",
+    )
+    expires_in_hours: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_EXPIRY_HOURS,
+        description="Default 24, at most 72 (clinicos policy).",
+    )
+    record: AttestationRecordBody | None = Field(
+        default=None, description="Record the value in the patient's record instead."
+    )
+
+    def require_one_form(self) -> None:
+        """Exactly one of ``facts`` (+ ``reason``) and ``record``: a 422 naming the fields."""
+        if self.record is None and self.facts is None:
+            raise ValidationFailed(
+                "invalid fields: body.facts, body.record",
+                errors=(
+                    FieldError(loc=("body", "facts"), message=ONE_FORM, type="one_of"),
+                    FieldError(loc=("body", "record"), message=ONE_FORM, type="one_of"),
+                ),
+            )
+        if self.record is not None:
+            extra = [
+                name
+                for name in ("facts", "reason", "expires_in_hours")
+                if getattr(self, name) is not None
+            ]
+            if extra:
+                raise ValidationFailed(
+                    "invalid fields: " + ", ".join(f"body.{name}" for name in extra),
+                    errors=tuple(
+                        FieldError(loc=("body", name), message=RECORD_ONLY, type="one_of")
+                        for name in extra
+                    ),
+                )
+
+
+class AttestationRead(BaseModel):
+    """An attestation (``kind`` "attestation"; the reason is never echoed), or the observation
+    recorded instead (``kind`` "observation": ``observation_id``, no attestation, no expiry)."""
+
+    kind: Literal["attestation", "observation"]
+    attestation_id: str | None
+    observation_id: str | None
+    evaluation_id: str
+    patient_id: str
+    facts: list[str]
+    attested_by: str
+    attested_at: datetime
+    expires_at: datetime | None

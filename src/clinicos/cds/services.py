@@ -1,5 +1,6 @@
 """Decision-support use cases: run the order check — on facts given inline, or on a patient's
-stored record — and record it as a governance event."""
+stored record (where valid attestations may carry it past ATTEST) — and record it as a
+governance event."""
 
 from __future__ import annotations
 
@@ -7,7 +8,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from clinicos.cds.engine import Evaluation, Facts, Order, RulePack, evaluate
+from clinicos.cds.attestations import attested_outcome
+from clinicos.cds.engine import (
+    AttestedOutcome,
+    Evaluation,
+    Facts,
+    Order,
+    RulePack,
+    evaluate,
+    order_fingerprint,
+)
 from clinicos.cds.engine.inputs import MAX_AGE_YEARS
 from clinicos.cds.events import EvaluationRecorded
 from clinicos.cds.models import CdsEvaluation
@@ -47,11 +57,18 @@ class PrescriptionRef:
 
 @dataclass(frozen=True)
 class RecordedEvaluation:
-    """An evaluation and the id of its governance record."""
+    """An evaluation and the id of its governance record. ``attested``: record mode's outcome
+    with the attestations that cover it (None inline: no patient, no attestation)."""
 
     evaluation_id: str
     evaluation: Evaluation
     record: RecordFacts | None = None
+    attested: AttestedOutcome | None = None
+
+    @property
+    def outcome(self) -> str:
+        """The outcome the decision used (past ATTEST when attestations covered every gate)."""
+        return self.evaluation.outcome if self.attested is None else self.attested.outcome
 
 
 async def record_inline_evaluation(
@@ -74,14 +91,33 @@ async def record_inline_evaluation(
     """
     async with uows(actor.organization_id) as uow:
         pack = rule_pack or await active_rule_pack(uow, production=production)
-        now = uow.clock.now()
-        as_of = as_of or now
-        _require_plausible_age(facts, as_of)
-        evaluation = evaluate(facts, order, pack, as_of)
-        evaluation_id = await append_evaluation(
-            uow, actor=actor, order=order, evaluation=evaluation, evaluated_at=now
+        recorded = await evaluate_inline(
+            uow, actor=actor, facts=facts, order=order, as_of=as_of, rule_pack=pack
         )
         await uow.commit()
+    return recorded
+
+
+async def evaluate_inline(
+    uow: SqlUnitOfWork,
+    *,
+    actor: Actor,
+    facts: Facts,
+    order: Order,
+    rule_pack: RulePack,
+    as_of: datetime | None = None,
+) -> RecordedEvaluation:
+    """Check one order against inline facts and write its governance record (row, audit entry,
+    event) in the caller's unit of work, without committing — so a caller that writes more
+    (the CDS Hooks service: its cards) commits everything once. ``as_of`` defaults to the unit
+    of work's clock."""
+    now = uow.clock.now()
+    as_of = as_of or now
+    _require_plausible_age(facts, as_of)
+    evaluation = evaluate(facts, order, rule_pack, as_of)
+    evaluation_id = await append_evaluation(
+        uow, actor=actor, order=order, evaluation=evaluation, evaluated_at=now
+    )
     return RecordedEvaluation(evaluation_id=evaluation_id, evaluation=evaluation)
 
 
@@ -104,7 +140,9 @@ async def record_patient_evaluation(
     Needs ``patient:read`` and ``clinical:read`` besides the route's ``cds:evaluate`` (403
     otherwise, before anything is read). Another organization's patient, or none: 404
     ``not_found``. A record without a usable sex or birth date: 409 ``cds_record_incomplete``.
-    Missing weight or creatinine are not errors: the engine answers ATTEST.
+    Missing weight or creatinine are not errors: the engine answers ATTEST — unless valid
+    attestations of this patient's order cover every ATTEST reason
+    (:mod:`clinicos.cds.attestations`); the outcome is then computed from the other reasons.
     """
     for permission in RECORD_MODE_PERMISSIONS:
         actor.require(permission.value)
@@ -116,6 +154,14 @@ async def record_patient_evaluation(
             uow, phi=phi, actor=actor, patient_id=patient_id, pack=pack, as_of=as_of
         )
         evaluation = evaluate(record.facts, order, pack, as_of)
+        attested = await attested_outcome(
+            uow,
+            actor=actor,
+            patient_id=record.patient_id,
+            order=order,
+            evaluation=evaluation,
+            now=now,
+        )
         evaluation_id = await append_evaluation(
             uow,
             actor=actor,
@@ -123,9 +169,12 @@ async def record_patient_evaluation(
             evaluation=evaluation,
             evaluated_at=now,
             patient_id=record.patient_id,
+            attested=attested,
         )
         await uow.commit()
-    return RecordedEvaluation(evaluation_id=evaluation_id, evaluation=evaluation, record=record)
+    return RecordedEvaluation(
+        evaluation_id=evaluation_id, evaluation=evaluation, record=record, attested=attested
+    )
 
 
 async def append_evaluation(
@@ -138,12 +187,15 @@ async def append_evaluation(
     patient_id: str | None = None,
     prescription: PrescriptionRef | None = None,
     override_id: str | None = None,
+    attested: AttestedOutcome | None = None,
 ) -> str:
     """Write one evaluation's governance record in the caller's unit of work (no commit): the
     row, exactly one audit entry and the event. With a patient, the audit entry's target is
     the patient (an access to their record, as records audits one); inline, the evaluation.
     The prescribing gate passes the draft it checks (``prescription``, stored on the row and in
-    the event) and the override it honoured, if any (``override_id``, in the event)."""
+    the event) and the override it honoured, if any (``override_id``, in the event). With
+    ``attested``, the row and event carry its outcome and the attestation ids it used. The
+    audit entry's actor type is the actor's (``user``, or ``service`` for a CDS client)."""
     row = _evaluation_row(
         actor=actor,
         order=order,
@@ -151,6 +203,9 @@ async def append_evaluation(
         evaluated_at=evaluated_at,
         patient_id=patient_id,
     )
+    if attested is not None:
+        row.outcome = attested.outcome
+        row.attestation_ids = list(attested.attestation_ids) or None
     if prescription is not None:
         row.prescription_id = prescription.prescription_id
         row.prescription_version = prescription.version
@@ -159,7 +214,7 @@ async def append_evaluation(
     await record_audit(
         uow,
         organization_id=actor.organization_id,
-        actor_type="user",
+        actor_type=actor.actor_type,
         actor_id=actor.user_id,
         action=AUDIT_ACTION,
         target_type=AUDIT_TARGET_TYPE if patient_id is None else AUDIT_PATIENT_TARGET_TYPE,
@@ -214,6 +269,9 @@ def _evaluation_row(
         rule_pack_version=evaluation.rule_pack.version,
         input_hash=evaluation.input_hash,
         patient_id=patient_id,
+        dose_mg=order.dose_mg,
+        frequency=order.frequency,
+        order_fingerprint=order_fingerprint(order),
     )
 
 
@@ -233,4 +291,5 @@ def _recorded_event(row: CdsEvaluation, override_id: str | None) -> EvaluationRe
         prescription_id=row.prescription_id,
         prescription_version=row.prescription_version,
         override_id=override_id,
+        attestation_ids=None if row.attestation_ids is None else list(row.attestation_ids),
     )

@@ -9,12 +9,17 @@ from clinicos.kernel.errors import PermissionDenied
 
 @dataclass(frozen=True)
 class Actor:
+    """``actor_type`` is how the audit trail names the kind of actor: ``user`` (a signed-in
+    person, the default) or ``service`` (a registered external system acting with its own
+    credentials, e.g. a CDS Hooks client, whose id is then ``user_id``)."""
+
     user_id: str
     organization_id: str
     roles: frozenset[str]
     permissions: frozenset[str]
     session_id: str | None = None
     request_id: str | None = None
+    actor_type: str = "user"
 
     def can(self, permission: str) -> bool:
         return permission in self.permissions

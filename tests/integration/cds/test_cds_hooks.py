@@ -18,6 +18,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from clinicos.bootstrap import Container
+from clinicos.cds.hooks import services as hook_services
 from clinicos.cds.hooks.models import CdsHooksCard, CdsHooksClient, CdsHooksJti
 from clinicos.cds.models import CdsEvaluation, CdsOverride
 from clinicos.cds.overrides import REASON_SYSTEM
@@ -429,6 +430,75 @@ async def test_client_token_with_registered_asymmetric_key_is_accepted(
     assert len(seen) == 1
 
 
+async def test_client_call_records_evaluation_cards_and_service_audit_in_one_transaction(
+    container: Container, client: AsyncClient, owner_engine: AsyncEngine
+) -> None:
+    ehr = await new_client(container, "hooks-one-tx")
+
+    response = await post_hook(client, ehr.headers(), apixaban_request(container))
+
+    assert response.status_code == 200, response.text
+    (card,) = response.json()["cards"]
+    (evaluation,) = await rows(
+        owner_engine, CdsEvaluation, CdsEvaluation.organization_id == ehr.organization_id
+    )
+    (stored,) = await rows(owner_engine, CdsHooksCard, CdsHooksCard.id == card["uuid"])
+    assert (stored.evaluation_id, evaluation.evaluated_by) == (evaluation.id, ehr.client_id)
+    (audit,) = await rows(
+        owner_engine,
+        AuditEvent,
+        AuditEvent.organization_id == ehr.organization_id,
+        AuditEvent.action == "cds.evaluate",
+    )
+    assert (audit.actor_type, audit.actor_id, audit.target_id) == (
+        "service",
+        ehr.client_id,
+        evaluation.id,
+    )
+    # Its governance event too (all-or-nothing: see the failure test below).
+    (event,) = await rows(
+        owner_engine,
+        OutboxMessage,
+        OutboxMessage.organization_id == ehr.organization_id,
+        OutboxMessage.event_type == "cds.EvaluationRecorded",
+    )
+    assert event.payload["evaluation_id"] == evaluation.id
+
+
+async def test_failure_storing_cards_leaves_no_evaluation(
+    container: Container,
+    client: AsyncClient,
+    owner_engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ehr = await new_client(container, "hooks-atomic")
+    # Every card gets the same id: the second card of G-006's evaluations violates the card
+    # table's primary key when the call's single transaction flushes.
+    monkeypatch.setattr(hook_services, "new_id", lambda: "00000000-0000-0000-0000-00000000dup0")
+    body = apixaban_request(container, "G-006")
+    body["context"]["draftOrders"]["entry"].append(
+        copy.deepcopy(body["context"]["draftOrders"]["entry"][0])
+    )
+    body["context"]["draftOrders"]["entry"][1]["resource"]["id"] = "second-draft"
+
+    response = await post_hook(client, ehr.headers(), body)
+
+    assert response.status_code == 500, response.text
+    evaluations = await rows(
+        owner_engine, CdsEvaluation, CdsEvaluation.organization_id == ehr.organization_id
+    )
+    audits = await rows(
+        owner_engine,
+        AuditEvent,
+        AuditEvent.organization_id == ehr.organization_id,
+        AuditEvent.action == "cds.evaluate",
+    )
+    cards = await rows(
+        owner_engine, CdsHooksCard, CdsHooksCard.organization_id == ehr.organization_id
+    )
+    assert (evaluations, audits, cards) == ([], [], [])
+
+
 def _token_variants(ehr: Client, container: Container) -> dict[str, str]:
     now = container.clock.now()
     key = ehr.key
@@ -613,10 +683,11 @@ async def test_feedback_accepted_is_one_event_and_one_audit_entry(
     gov = await _governance(owner_engine, ehr.organization_id)
     (audit,) = gov["audit"]
     (event,) = gov["event"]
+    # A client is audited as a service named by its id (ADR 0015), as its evaluations are.
     assert (audit.action, audit.actor_type, audit.actor_id, audit.target_id) == (
         "cds.hooks_feedback",
-        "system",
-        f"cds-client:{ehr.client_id}",
+        "service",
+        ehr.client_id,
         card["uuid"],
     )
     assert event.event_type == "cds.HookFeedbackRecorded"

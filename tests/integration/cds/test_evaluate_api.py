@@ -39,7 +39,17 @@ RESPONSE_KEYS = {
     "as_of",
     "facts",
 }
-REASON_KEYS = {"key", "severity", "message", "source", "policy", "suggestion"}
+# `attested`/`attestation_id`: record mode's attestation flags (false/null inline).
+REASON_KEYS = {
+    "key",
+    "severity",
+    "message",
+    "source",
+    "policy",
+    "suggestion",
+    "attested",
+    "attestation_id",
+}
 
 
 def keys_of(body: dict[str, Any]) -> set[str]:

@@ -108,6 +108,7 @@ async def test_evaluate_writes_row_audit_and_event_together(
         "prescription_id": None,  # set by the prescribing gate only
         "prescription_version": None,
         "override_id": None,
+        "attestation_ids": None,
     }
 
 
@@ -172,8 +173,11 @@ async def test_evaluate_row_holds_no_patient_facts(
     stored = repr([tuple(r) for r in rows["evaluation"]]) + repr(rows["event"][0].payload)
     assert "ketoconazole" not in stored
     assert set(CdsEvaluation.__table__.columns.keys()).isdisjoint(Facts.model_fields)
+    # The whole order is stored (codes, not patient facts): an attestation is scoped to it.
     assert set(CdsEvaluation.__table__.columns.keys()) & set(Order.model_fields) == {
         "drug",
+        "dose_mg",
+        "frequency",
         "indication",
     }
 

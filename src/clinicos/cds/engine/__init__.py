@@ -2,7 +2,14 @@
 
 from clinicos.cds.engine.evaluate import evaluate
 from clinicos.cds.engine.inputs import Facts, Order
-from clinicos.cds.engine.keys import ENGINE_REASON_KEYS, Outcome, Severity
+from clinicos.cds.engine.keys import (
+    ATTESTABLE_FACTS,
+    ENGINE_REASON_KEYS,
+    GATE_FACTS,
+    AttestableFact,
+    Outcome,
+    Severity,
+)
 from clinicos.cds.engine.overlay import OverlayError, PackOverlay, apply_overlay
 from clinicos.cds.engine.pack import (
     DEFAULT_PACK_VERSION,
@@ -12,12 +19,24 @@ from clinicos.cds.engine.pack import (
     parse_rule_pack,
 )
 from clinicos.cds.engine.renal import UMOL_L_PER_MG_DL, cockcroft_gault
-from clinicos.cds.engine.result import Evaluation, PackRef, Reason, Suggestion
+from clinicos.cds.engine.result import (
+    AttestedOutcome,
+    Evaluation,
+    PackRef,
+    Reason,
+    Suggestion,
+    outcome_with_attestations,
+)
+from clinicos.cds.engine.snapshot import order_fingerprint
 
 __all__ = [
+    "ATTESTABLE_FACTS",
     "DEFAULT_PACK_VERSION",
     "ENGINE_REASON_KEYS",
+    "GATE_FACTS",
     "UMOL_L_PER_MG_DL",
+    "AttestableFact",
+    "AttestedOutcome",
     "Evaluation",
     "Facts",
     "Order",
@@ -34,5 +53,7 @@ __all__ = [
     "cockcroft_gault",
     "evaluate",
     "load_rule_pack",
+    "order_fingerprint",
+    "outcome_with_attestations",
     "parse_rule_pack",
 ]

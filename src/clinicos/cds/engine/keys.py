@@ -51,6 +51,17 @@ DATA_GATE_KEYS: frozenset[str] = frozenset(
     {CREATININE_MISSING, CREATININE_STALE, WEIGHT_MISSING, WEIGHT_STALE}
 )
 
+# The fact each data gate is about: what a clinician attests to (issue 5 point 4) or records
+# afresh. Both creatinine gates concern the serum creatinine, both weight gates the weight.
+AttestableFact = Literal["serum_creatinine", "weight"]
+ATTESTABLE_FACTS: tuple[AttestableFact, ...] = ("serum_creatinine", "weight")
+GATE_FACTS: dict[str, AttestableFact] = {
+    CREATININE_MISSING: "serum_creatinine",
+    CREATININE_STALE: "serum_creatinine",
+    WEIGHT_MISSING: "weight",
+    WEIGHT_STALE: "weight",
+}
+
 # doac-rules.md 0.2: below CrCl 15 these dose-selection rules are not evaluated.
 DOSE_SELECTION_KEYS: frozenset[str] = frozenset(
     {

@@ -38,3 +38,14 @@ def input_snapshot_hash(
         _canonical(document), sort_keys=True, separators=(",", ":"), ensure_ascii=True
     )
     return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def order_fingerprint(order: Order) -> str:
+    """sha256 of the order's canonical drug, dose, frequency and indication (5 mg == 5.0 mg).
+
+    An attestation is scoped to one order of one patient (issue 5 point 4): the same
+    fingerprint means the same order, so a changed dose needs a decision of its own."""
+    text = json.dumps(
+        _canonical(order.model_dump()), sort_keys=True, separators=(",", ":"), ensure_ascii=True
+    )
+    return hashlib.sha256(text.encode("ascii")).hexdigest()

@@ -59,14 +59,18 @@ class CdsClientIdentity:
 
 def client_actor(identity: CdsClientIdentity, *, request_id: str | None) -> Actor:
     """The client as the actor of the use cases it calls (docs/contexts/cds-hooks.md, "Who
-    acts"): ``user_id`` is the client's id, so evaluations, overrides and their audit rows name
-    the client, never an invented user; the clinician it acts for is kept on the card row."""
+    acts"): ``user_id`` is the client's id and ``actor_type`` is ``service``, so evaluations,
+    overrides and their audit rows name the client as a service, never an invented user; the
+    clinician it acts for is kept on the card row."""
     return Actor(
         user_id=identity.client_id,
         organization_id=identity.organization_id,
         roles=frozenset({CLIENT_ROLE}),
         permissions=CLIENT_PERMISSIONS,
         request_id=request_id,
+        # The audit trail names it as a service (an external system with its own
+        # credentials), not as a person: evaluations, overrides and feedback alike.
+        actor_type="service",
     )
 
 

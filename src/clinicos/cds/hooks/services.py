@@ -1,5 +1,5 @@
 """CDS Hooks use cases: check the anticoagulant drafts of an order hook (each check recorded as
-an evaluation by the inline use case, its cards persisted), and record card feedback.
+an evaluation, with its cards, in one transaction per call), and record card feedback.
 
 Who acts: a clinicos user (the console's own calls) or a registered CDS client, whose Actor
 carries the client's id (see auth.client_actor and docs/contexts/cds-hooks.md).
@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from clinicos.cds.engine import Facts, Order
+from clinicos.cds.engine import Facts, Order, RulePack
 from clinicos.cds.hooks import cards as card_rules
 from clinicos.cds.hooks import mapping
 from clinicos.cds.hooks.events import HookFeedbackRecorded
@@ -29,7 +29,8 @@ from clinicos.cds.overrides import (
     OverrideReason,
     record_override,
 )
-from clinicos.cds.services import record_inline_evaluation
+from clinicos.cds.packs import active_rule_pack
+from clinicos.cds.services import evaluate_inline
 from clinicos.governance import record_audit
 from clinicos.kernel.actor import Actor
 from clinicos.kernel.errors import BadRequest, Conflict, FieldError, NotFound, ValidationFailed
@@ -91,8 +92,10 @@ async def run_order_hook(
     """The cards for one order hook: one per reason of each anticoagulant draft's evaluation,
     a "not checkable" card for a draft the engine cannot read, none for other drugs.
 
-    Each evaluation is recorded (row, audit entry, governance event) by
-    ``record_inline_evaluation``; the cards are persisted afterwards so feedback can find them.
+    One unit of work per call: every evaluation's governance record (row, audit entry, event;
+    ``clinicos.cds.services.evaluate_inline``) and every card (so feedback can find it) commit
+    together, or — on any failure, an engine exception included (a 500, never a PASS) —
+    nothing does.
     """
     if request.hook != service.hook:
         raise _bad_request(("hook",), f"this service answers '{service.hook}' only")
@@ -114,63 +117,67 @@ async def run_order_hook(
         raise _bad_request(exc.loc, exc.message) from None
     drafted: list[tuple[card_rules.CardDraft, str | None, str | None]] = []
     evaluated = False
-    for draft in chosen:
-        unreadable = patient.unreadable + draft.unreadable
-        if unreadable or draft.order is None:
-            card = card_rules.not_checkable_card(
-                fields=unreadable,
-                draft_reference=draft.reference,
-                language=language,
-                new_uuid=new_id,
+    async with uows(actor.organization_id) as uow:
+        pack: RulePack | None = None  # read once, on the first draft the engine checks
+        for draft in chosen:
+            unreadable = patient.unreadable + draft.unreadable
+            if unreadable or draft.order is None:
+                card = card_rules.not_checkable_card(
+                    fields=unreadable,
+                    draft_reference=draft.reference,
+                    language=language,
+                    new_uuid=new_id,
+                )
+                drafted.append((card, None, None))
+                continue
+            others = tuple(name for d in drafts if d is not draft for name in d.names)
+            facts = Facts.model_validate(
+                patient.facts | {"other_medications": patient.facts["other_medications"] + others}
+            )
+            pack = pack or await active_rule_pack(uow, production=production)
+            recorded = await evaluate_inline(
+                uow,
+                actor=actor,
+                facts=facts,
+                order=Order.model_validate(draft.order),
+                as_of=now,
+                rule_pack=pack,
+            )
+            evaluated = True
+            outcome = recorded.evaluation.outcome
+            drafted.extend(
+                (card, recorded.evaluation_id, outcome)
+                for card in card_rules.reason_cards(
+                    evaluation=recorded.evaluation,
+                    evaluation_id=recorded.evaluation_id,
+                    draft=draft.resource,
+                    draft_reference=draft.reference,
+                    language=language,
+                    override_reasons=override_reasons,
+                    new_uuid=new_id,
+                )
+            )
+        if evaluated and patient.unresolved:
+            card = card_rules.prefetch_incomplete_card(
+                keys=patient.unresolved, language=language, new_uuid=new_id
             )
             drafted.append((card, None, None))
-            continue
-        others = tuple(name for d in drafts if d is not draft for name in d.names)
-        facts = Facts.model_validate(
-            patient.facts | {"other_medications": patient.facts["other_medications"] + others}
-        )
-        recorded = await record_inline_evaluation(
-            uows=uows,
+        _add_cards(
+            uow,
             actor=actor,
-            facts=facts,
-            order=Order.model_validate(draft.order),
-            as_of=now,
-            production=production,
+            client_id=client_id,
+            service=service,
+            request=request,
+            drafted=drafted,
+            now=now,
         )
-        evaluated = True
-        outcome = recorded.evaluation.outcome
-        drafted.extend(
-            (card, recorded.evaluation_id, outcome)
-            for card in card_rules.reason_cards(
-                evaluation=recorded.evaluation,
-                evaluation_id=recorded.evaluation_id,
-                draft=draft.resource,
-                draft_reference=draft.reference,
-                language=language,
-                override_reasons=override_reasons,
-                new_uuid=new_id,
-            )
-        )
-    if evaluated and patient.unresolved:
-        card = card_rules.prefetch_incomplete_card(
-            keys=patient.unresolved, language=language, new_uuid=new_id
-        )
-        drafted.append((card, None, None))
-    await _persist_cards(
-        uows=uows,
-        actor=actor,
-        client_id=client_id,
-        service=service,
-        request=request,
-        drafted=drafted,
-        now=now,
-    )
+        await uow.commit()
     return [card.body for card, _, _ in drafted]
 
 
-async def _persist_cards(
+def _add_cards(
+    uow: SqlUnitOfWork,
     *,
-    uows: UnitOfWorkFor,
     actor: Actor,
     client_id: str | None,
     service: HookService,
@@ -178,27 +185,24 @@ async def _persist_cards(
     drafted: Sequence[tuple[card_rules.CardDraft, str | None, str | None]],
     now: datetime,
 ) -> None:
-    if not drafted:
-        return
-    async with uows(actor.organization_id) as uow:
-        for card, evaluation_id, outcome in drafted:
-            uow.session.add(
-                CdsHooksCard(
-                    id=card.uuid,
-                    organization_id=actor.organization_id,
-                    evaluation_id=evaluation_id,
-                    evaluation_outcome=outcome,
-                    reason_key=card.reason_key,
-                    severity=card.severity,
-                    service_id=service.id,
-                    hook_instance=request.hookInstance,
-                    client_id=client_id,
-                    acting_for=request.context.userId,
-                    created_by=actor.user_id,
-                    created_at=now,
-                )
+    """Stage the cards in the call's unit of work (committed with the evaluations)."""
+    for card, evaluation_id, outcome in drafted:
+        uow.session.add(
+            CdsHooksCard(
+                id=card.uuid,
+                organization_id=actor.organization_id,
+                evaluation_id=evaluation_id,
+                evaluation_outcome=outcome,
+                reason_key=card.reason_key,
+                severity=card.severity,
+                service_id=service.id,
+                hook_instance=request.hookInstance,
+                client_id=client_id,
+                acting_for=request.context.userId,
+                created_by=actor.user_id,
+                created_at=now,
             )
-        await uow.commit()
+        )
 
 
 # -- feedback ------------------------------------------------------------------------------------
@@ -400,7 +404,7 @@ async def _mark_card(
             )
         await uow.session.flush()
         if announce:
-            await _audit_feedback(uow, actor, client_id, row.id)
+            await _audit_feedback(uow, actor, row.id)
             uow.record(
                 HookFeedbackRecorded(
                     organization_id=row.organization_id,
@@ -418,16 +422,14 @@ async def _mark_card(
         await uow.commit()
 
 
-async def _audit_feedback(
-    uow: SqlUnitOfWork, actor: Actor, client_id: str | None, card_id: str
-) -> None:
-    # The audit trail knows users, the system and anonymous callers; an external CDS client
-    # is recorded as a system caller named by its id (docs/contexts/cds-hooks.md, "Who acts").
+async def _audit_feedback(uow: SqlUnitOfWork, actor: Actor, card_id: str) -> None:
+    # A CDS client is audited as a service named by its id, as its evaluations and overrides
+    # are (Actor.actor_type, hooks/auth.py); a clinicos user's token as that user.
     await record_audit(
         uow,
         organization_id=actor.organization_id,
-        actor_type="system" if client_id is not None else "user",
-        actor_id=f"cds-client:{client_id}" if client_id is not None else actor.user_id,
+        actor_type=actor.actor_type,
+        actor_id=actor.user_id,
         action=AUDIT_FEEDBACK,
         target_type=AUDIT_TARGET,
         target_id=card_id,

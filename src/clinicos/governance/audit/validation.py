@@ -6,7 +6,9 @@ import re
 
 from clinicos.governance.errors import InvalidAuditValue
 
-ACTOR_TYPES = frozenset({"user", "system", "anonymous"})
+# "service": an external system acting with its own registered credentials (a CDS Hooks client),
+# named by its id — neither a person ("user") nor the platform itself ("system").
+ACTOR_TYPES = frozenset({"user", "service", "system", "anonymous"})
 OUTCOMES = frozenset({"success", "denied", "failure"})
 INSTALLATION_CHAIN = "installation"
 
