@@ -19,9 +19,10 @@ from starlette.routing import BaseRoute
 
 from clinicos.bootstrap import Container
 from clinicos.governance.models import AuditEvent
+from clinicos.identity.permissions import permissions_for
 from clinicos.identity.services.organizations import create_organization
 from clinicos.identity.services.users import create_user
-from clinicos.kernel.actor import SystemActor
+from clinicos.kernel.actor import Actor, SystemActor
 
 # Long, not on the common-password list, not derived from any test email.
 PASSWORD = "Quartz-Lantern-Orchid-7291"
@@ -195,3 +196,14 @@ def routes_with_object_id(app: FastAPI) -> set[tuple[str, str]]:
         for method in route.methods or ()
         if method != "HEAD"
     }
+
+
+def actor_of(who: SignedIn) -> Actor:
+    """The Actor a signed-in member's requests act as, for calling use cases directly."""
+    roles = frozenset(who.member.roles)
+    return Actor(
+        user_id=who.member.user_id,
+        organization_id=who.member.organization_id,
+        roles=roles,
+        permissions=frozenset(p.value for p in permissions_for(roles)),
+    )

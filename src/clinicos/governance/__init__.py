@@ -1,4 +1,6 @@
-"""governance: the hash-chained audit trail (other contexts call ``record_audit``)."""
+"""governance: the hash-chained audit trail (other contexts call ``record_audit``), patients'
+consent (other contexts call ``require_consent`` before using data for a purpose that needs
+it) and feature flags per organization (services read ``flag_enabled``)."""
 
 from clinicos.governance.audit import (
     ChainReport,
@@ -6,14 +8,37 @@ from clinicos.governance.audit import (
     record_audit,
     verify_audit_chain,
 )
+from clinicos.governance.consent import (
+    PURPOSES,
+    ConsentRequired,
+    ConsentState,
+    ConsentView,
+    consent_history,
+    consent_record,
+    consent_state,
+    require_consent,
+    superseded,
+)
 from clinicos.governance.errors import InvalidAuditValue
+from clinicos.governance.flags import FLAGS, flag_enabled
 from clinicos.governance.models import AuditEvent
 
 __all__ = [
+    "FLAGS",
+    "PURPOSES",
     "AuditEvent",
     "ChainReport",
+    "ConsentRequired",
+    "ConsentState",
+    "ConsentView",
     "InvalidAuditValue",
+    "consent_history",
+    "consent_record",
+    "consent_state",
+    "flag_enabled",
     "list_audit_events",
     "record_audit",
+    "require_consent",
+    "superseded",
     "verify_audit_chain",
 ]

@@ -1,10 +1,11 @@
-"""Governance tables: the hash-chained audit trail and the head of each chain."""
+"""Governance tables: the hash-chained audit trail and the head of each chain, patients' consent
+decisions, and feature flags per organization."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, Index, String, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from clinicos.platform.db.base import Base, UTCDateTime
@@ -58,4 +59,49 @@ class AuditChainHead(Base):
     chain_key: Mapped[str] = mapped_column(String(36), primary_key=True)
     last_seq: Mapped[int] = mapped_column(BigInteger)
     last_hash: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ConsentRecord(Base):
+    """One consent decision of a patient for one purpose (FHIR ``Consent``-compatible).
+
+    Append-only: a change of mind is a new row (``revoked``, ``denied``, ``granted`` again), so
+    the history is the table; the current state of a purpose is its newest row. The patient is
+    records' patient, by id (no foreign key across contexts). ``method`` is how the patient
+    expressed it; ``policy_version`` which text of the consent policy they were shown."""
+
+    __tablename__ = "consent_record"
+    __table_args__ = (
+        Index(
+            "ix_consent_record_org_patient_purpose_recorded_at",
+            "organization_id",
+            "patient_id",
+            "purpose",
+            "recorded_at",
+        ),
+        CheckConstraint("decision IN ('granted', 'denied', 'revoked')", name="decision_known"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(36))
+    patient_id: Mapped[str] = mapped_column(String(36))
+    purpose: Mapped[str] = mapped_column(String(32))
+    decision: Mapped[str] = mapped_column(String(16))
+    method: Mapped[str] = mapped_column(String(32))
+    policy_version: Mapped[str] = mapped_column(String(64))
+    recorded_by: Mapped[str] = mapped_column(String(36))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # When the patient gave or withdrew it (a paper form signed yesterday); ≤ recorded_at.
+    given_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class FeatureFlag(Base):
+    """An organization's setting of one feature flag; a flag without a row has its default."""
+
+    __tablename__ = "feature_flag"
+
+    organization_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    updated_by: Mapped[str] = mapped_column(String(36))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,24 +1,41 @@
-"""Governance's HTTP API: read and verify the organization's audit trail."""
+"""Governance's HTTP API: the organization's audit trail (read, verify), patients' consent
+(record, read) and feature flags (read, change)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import AwareDatetime
 
 from clinicos.governance.audit import list_audit_events, record_audit, verify_audit_chain
-from clinicos.governance.schemas import AuditEventPage, AuditEventRead, ChainVerification
+from clinicos.governance.consent import consent_overview, record_consent
+from clinicos.governance.flags import list_flags, set_flag
+from clinicos.governance.schemas import (
+    AuditEventPage,
+    AuditEventRead,
+    ChainVerification,
+    ConsentCreate,
+    ConsentOverview,
+    ConsentRead,
+    ConsentStateRead,
+    FlagRead,
+    FlagUpdate,
+)
 from clinicos.identity import Permission, require
 from clinicos.kernel.actor import Actor
+from clinicos.records import require_patient
 
-router = APIRouter(prefix="/api/v1/audit", tags=["governance"])
+router = APIRouter()
+audit_router = APIRouter(prefix="/api/v1/audit", tags=["governance"])
+consent_router = APIRouter(prefix="/api/v1/patients/{patient_id}/consents", tags=["governance"])
+flags_router = APIRouter(prefix="/api/v1/flags", tags=["governance"])
 
 CODE = r"^[a-z0-9_.:-]{1,100}$"
 IDENTIFIER = r"^[A-Za-z0-9_.:-]{1,200}$"
 
 
-@router.get("", response_model=AuditEventPage, summary="Audit events, newest first")
+@audit_router.get("", response_model=AuditEventPage, summary="Audit events, newest first")
 async def list_events(
     request: Request,
     actor: Annotated[Actor, Depends(require(Permission.audit_read))],
@@ -65,7 +82,7 @@ async def list_events(
     )
 
 
-@router.get(
+@audit_router.get(
     "/verify",
     response_model=ChainVerification,
     summary="Re-hash the organization's chain and report the first broken row",
@@ -95,3 +112,89 @@ async def verify(
         first_bad_id=report.first_bad_id,
         reason=report.reason,
     )
+
+
+# -- consent -------------------------------------------------------------------------------------
+
+PATIENT_ID = Path(pattern=r"^[A-Za-z0-9-]{1,64}$")
+
+
+@consent_router.post(
+    "", response_model=ConsentRead, status_code=201, summary="Record a consent decision"
+)
+async def record_patient_consent(
+    patient_id: Annotated[str, PATIENT_ID],
+    body: ConsentCreate,
+    request: Request,
+    actor: Annotated[Actor, Depends(require(Permission.consent_write))],
+) -> ConsentRead:
+    view = await record_consent(
+        uows=request.app.state.container.uow,
+        actor=actor,
+        patient_check=require_patient,
+        patient_id=patient_id,
+        purpose=body.purpose,
+        decision=body.decision,
+        method=body.method,
+        policy_version=body.policy_version,
+        given_at=body.given_at,
+    )
+    return ConsentRead.model_validate(view)
+
+
+@consent_router.get(
+    "", response_model=ConsentOverview, summary="Current consent per purpose and its history"
+)
+async def read_patient_consents(
+    patient_id: Annotated[str, PATIENT_ID],
+    request: Request,
+    actor: Annotated[Actor, Depends(require(Permission.consent_read))],
+) -> ConsentOverview:
+    states, history = await consent_overview(
+        uows=request.app.state.container.uow,
+        actor=actor,
+        patient_check=require_patient,
+        patient_id=patient_id,
+    )
+    return ConsentOverview(
+        patient_id=patient_id,
+        current=[
+            ConsentStateRead(
+                purpose=s.purpose,
+                allowed=s.allowed,
+                decision=s.decision,
+                latest=ConsentRead.model_validate(s.latest) if s.latest else None,
+            )
+            for s in states
+        ],
+        history=[ConsentRead.model_validate(v) for v in history],
+    )
+
+
+# -- feature flags -------------------------------------------------------------------------------
+
+
+@flags_router.get("", response_model=list[FlagRead], summary="The organization's feature flags")
+async def read_flags(
+    request: Request, actor: Annotated[Actor, Depends(require(Permission.flag_read))]
+) -> list[FlagRead]:
+    flags = await list_flags(uows=request.app.state.container.uow, actor=actor)
+    return [FlagRead.model_validate(f) for f in flags]
+
+
+@flags_router.put("/{key}", response_model=FlagRead, summary="Turn a feature flag on or off")
+async def change_flag(
+    key: Annotated[str, Path(pattern=r"^[a-z0-9_.:-]{1,100}$")],
+    body: FlagUpdate,
+    request: Request,
+    actor: Annotated[Actor, Depends(require(Permission.flag_manage))],
+) -> FlagRead:
+    view = await set_flag(
+        uows=request.app.state.container.uow, actor=actor, key=key, enabled=body.enabled
+    )
+    return FlagRead.model_validate(view)
+
+
+router.include_router(audit_router)
+router.include_router(consent_router)
+router.include_router(flags_router)

@@ -1,10 +1,11 @@
-"""Governance's API contract for the audit trail."""
+"""Governance's API contract: the audit trail, consent, feature flags."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 
 class AuditEventRead(BaseModel):
@@ -35,3 +36,74 @@ class ChainVerification(BaseModel):
     first_bad_seq: int | None
     first_bad_id: str | None
     reason: str | None
+
+
+# -- consent ---------------------------------------------------------------------------------
+
+PurposeField = Literal[
+    "treatment",
+    "research",
+    "messaging:whatsapp",
+    "messaging:sms",
+    "messaging:email",
+    "ai_assistance",
+]
+
+
+class ConsentCreate(BaseModel):
+    """One decision of the patient, as recorded by the member in front of them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    purpose: PurposeField
+    decision: Literal["granted", "denied", "revoked"]
+    method: Literal["paper", "verbal", "whatsapp_opt_in", "portal"]
+    policy_version: str = Field(min_length=1, max_length=64)
+    given_at: AwareDatetime | None = None
+
+
+class ConsentRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    patient_id: str
+    purpose: str
+    decision: str
+    method: str
+    policy_version: str
+    recorded_by: str
+    recorded_at: datetime
+    given_at: datetime
+
+
+class ConsentStateRead(BaseModel):
+    purpose: str
+    allowed: bool
+    decision: str | None
+    latest: ConsentRead | None
+
+
+class ConsentOverview(BaseModel):
+    patient_id: str
+    current: list[ConsentStateRead]
+    history: list[ConsentRead]
+
+
+# -- feature flags -----------------------------------------------------------------------------
+
+
+class FlagRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    key: str
+    enabled: bool
+    default: bool
+    description: str
+    updated_by: str | None
+    updated_at: datetime | None
+
+
+class FlagUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool

@@ -28,6 +28,10 @@ class Permission(StrEnum):
     # governance
     audit_read = "audit:read"
     audit_verify = "audit:verify"
+    consent_read = "consent:read"
+    consent_write = "consent:write"
+    flag_read = "flag:read"
+    flag_manage = "flag:manage"
     # records
     patient_read = "patient:read"
     patient_write = "patient:write"
@@ -50,6 +54,14 @@ MATRIX: dict[Permission, frozenset[Role]] = {
     Permission.user_manage: frozenset({Role.admin}),
     Permission.audit_read: frozenset({Role.admin, Role.auditor}),
     Permission.audit_verify: frozenset({Role.admin, Role.auditor}),
+    # Consent: recorded where the patient is met (care team, the contact centre for WhatsApp
+    # opt-ins); read by them and by auditors (who check it was asked).
+    Permission.consent_read: frozenset(
+        {Role.clinician, Role.nurse, Role.pharmacist, Role.agent, Role.auditor}
+    ),
+    Permission.consent_write: frozenset({Role.clinician, Role.nurse, Role.agent}),
+    Permission.flag_read: frozenset({Role.admin, Role.supervisor, Role.auditor}),
+    Permission.flag_manage: frozenset({Role.admin}),
     # Demographics: the care team, billing (invoices) and the contact centre (appointments).
     Permission.patient_read: frozenset(
         {Role.clinician, Role.nurse, Role.pharmacist, Role.billing, Role.agent}

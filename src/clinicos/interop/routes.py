@@ -227,10 +227,12 @@ def _add_type_routes(handler: ResourceType) -> None:
     routes: list[tuple[str, str, Callable[..., Awaitable[Response]], str]] = [
         ("GET", f"/{name}", search_get, f"Search {name}"),
         ("POST", f"/{name}/_search", search_post, f"Search {name} (criteria in the body)"),
-        ("POST", f"/{name}", create, f"Create a {name}"),
         ("GET", f"/{name}/{{resource_id}}", read, f"Read a {name}"),
-        ("PUT", f"/{name}/{{resource_id}}", update, f"Update a {name}"),
     ]
+    if "create" in handler.interactions:
+        routes.append(("POST", f"/{name}", create, f"Create a {name}"))
+    if "update" in handler.interactions:
+        routes.append(("PUT", f"/{name}/{{resource_id}}", update, f"Update a {name}"))
     for method, path, endpoint, summary in routes:
         endpoint.__name__ = f"{name.lower()}_{endpoint.__name__}"
         router.add_api_route(

@@ -69,7 +69,7 @@ from clinicos.records.services.encounters import (
     update_encounter,
 )
 from clinicos.records.services.entries import EntryCriteria, EntryPage
-from clinicos.records.services.lookup import patient_of_entry
+from clinicos.records.services.lookup import patient_of_entry, require_patient
 from clinicos.records.services.medications import (
     MEDICATION_CODE_SYSTEMS,
     PRESCRIPTION_TRANSITIONS,
@@ -200,6 +200,7 @@ __all__ = [
     "record_medication",
     "record_observation",
     "register_patient",
+    "require_patient",
     "restate_prescription",
     "search_patients",
     "update_allergy",

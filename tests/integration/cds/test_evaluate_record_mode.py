@@ -26,7 +26,6 @@ from clinicos.cds.models import CdsEvaluation
 from clinicos.cds.services import record_patient_evaluation
 from clinicos.governance import AuditEvent
 from clinicos.identity import Permission
-from clinicos.identity.permissions import permissions_for
 from clinicos.kernel.actor import Actor
 from clinicos.kernel.errors import PermissionDenied
 from clinicos.platform.db.models import OutboxMessage
@@ -42,7 +41,7 @@ from clinicos.records import (
 )
 from tests.integration.cds.api_cases import AS_OF, AS_OF_TEXT, EVALUATE
 from tests.support.records_fixtures import clinic, create_patient
-from tests.support.tenancy_fixtures import SignedIn, assert_problem, audit_count
+from tests.support.tenancy_fixtures import SignedIn, actor_of, assert_problem, audit_count
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 ATC = "http://www.whocc.no/atc"
@@ -61,16 +60,6 @@ RIVAROXABAN_VTE = {
     "indication": "vte_treatment",
 }
 APIXABAN_NVAF = {"drug": "apixaban", "dose_mg": 5, "frequency": "BID", "indication": "nvaf"}
-
-
-def actor_of(who: SignedIn) -> Actor:
-    roles = frozenset(who.member.roles)
-    return Actor(
-        user_id=who.member.user_id,
-        organization_id=who.member.organization_id,
-        roles=roles,
-        permissions=frozenset(p.value for p in permissions_for(roles)),
-    )
 
 
 def days_ago(days: int) -> datetime:

@@ -25,14 +25,12 @@ from clinicos.cds import PrescribingGate
 from clinicos.cds.models import CdsEvaluation
 from clinicos.cds.packs import RulePackNotActive
 from clinicos.governance import AuditEvent
-from clinicos.identity.permissions import permissions_for
-from clinicos.kernel.actor import Actor
 from clinicos.platform.db.models import OutboxMessage
 from clinicos.records import issue_prescription
 from tests.integration.cds.override_support import cosign, override
 from tests.integration.interop.test_fhir_patient import FHIR, outcome
 from tests.support.records_fixtures import clinic, create_patient
-from tests.support.tenancy_fixtures import SignedIn, assert_problem
+from tests.support.tenancy_fixtures import SignedIn, actor_of, assert_problem
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 INDICATION_SYSTEM = "urn:clinicos:cs:anticoagulation-indication"
@@ -75,16 +73,6 @@ METOPROLOL: dict[str, Any] = {
 
 def yesterday() -> str:
     return (datetime.now(UTC) - timedelta(days=1)).isoformat().replace("+00:00", "Z")
-
-
-def actor_of(who: SignedIn) -> Actor:
-    roles = frozenset(who.member.roles)
-    return Actor(
-        user_id=who.member.user_id,
-        organization_id=who.member.organization_id,
-        roles=roles,
-        permissions=frozenset(p.value for p in permissions_for(roles)),
-    )
 
 
 async def observe(

@@ -607,6 +607,7 @@ async def test_capability_statement_lists_every_served_type_with_its_search_para
         "AllergyIntolerance",
         "MedicationRequest",
         "MedicationStatement",
+        "Consent",
     }
     observation_params = {p["name"] for p in resources["Observation"]["searchParam"]}
     assert {"patient", "subject", "code", "date", "status", "_id"} <= observation_params

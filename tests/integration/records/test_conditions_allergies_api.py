@@ -15,8 +15,6 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from clinicos.bootstrap import Container
-from clinicos.identity.permissions import permissions_for
-from clinicos.kernel.actor import Actor
 from clinicos.kernel.errors import ValidationFailed
 from clinicos.records.services.clinical import (
     AllergyFields,
@@ -27,7 +25,7 @@ from clinicos.records.services.clinical import (
     add_observation,
 )
 from tests.support.records_fixtures import clinic, create_patient
-from tests.support.tenancy_fixtures import SignedIn, assert_problem
+from tests.support.tenancy_fixtures import SignedIn, actor_of, assert_problem
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 SNOMED = "http://snomed.info/sct"
@@ -58,16 +56,6 @@ def penicillin(**overrides: Any) -> dict[str, Any]:
         "reaction": "anaphylaxis",
     }
     return body | overrides
-
-
-def actor_of(who: SignedIn) -> Actor:
-    roles = frozenset(who.member.roles)
-    return Actor(
-        user_id=who.member.user_id,
-        organization_id=who.member.organization_id,
-        roles=roles,
-        permissions=frozenset(p.value for p in permissions_for(roles)),
-    )
 
 
 async def create(

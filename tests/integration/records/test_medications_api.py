@@ -18,7 +18,6 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from clinicos.bootstrap import Container
-from clinicos.identity.permissions import permissions_for
 from clinicos.kernel.actor import Actor
 from clinicos.kernel.errors import Conflict, ValidationFailed
 from clinicos.platform.db.uow import SqlUnitOfWork
@@ -29,7 +28,7 @@ from clinicos.records.services.medications import (
     issue_prescription,
 )
 from tests.support.records_fixtures import clinic, create_patient
-from tests.support.tenancy_fixtures import SignedIn, assert_problem
+from tests.support.tenancy_fixtures import SignedIn, actor_of, assert_problem
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 ATC = "http://www.whocc.no/atc"
@@ -97,16 +96,6 @@ def metformin(**overrides: Any) -> dict[str, Any]:
         "effective_start": "2025-06-01",
     }
     return body | overrides
-
-
-def actor_of(who: SignedIn) -> Actor:
-    roles = frozenset(who.member.roles)
-    return Actor(
-        user_id=who.member.user_id,
-        organization_id=who.member.organization_id,
-        roles=roles,
-        permissions=frozenset(p.value for p in permissions_for(roles)),
-    )
 
 
 async def create(

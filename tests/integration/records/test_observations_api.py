@@ -14,11 +14,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from clinicos.bootstrap import Container
-from clinicos.identity.permissions import permissions_for
-from clinicos.kernel.actor import Actor
 from clinicos.records.services.clinical import latest_observations
 from tests.support.records_fixtures import clinic, create_patient
-from tests.support.tenancy_fixtures import SignedIn, assert_problem
+from tests.support.tenancy_fixtures import SignedIn, actor_of, assert_problem
 
 WEIGHT, HEIGHT, CREATININE_MG, CREATININE_UMOL, INR = (
     "29463-7",
@@ -60,16 +58,6 @@ def blood_pressure(systolic: Any = 128, diastolic: Any = 82) -> dict[str, Any]:
 
 def url(patient_id: str, suffix: str = "") -> str:
     return f"/api/v1/patients/{patient_id}/observations{suffix}"
-
-
-def actor_of(who: SignedIn) -> Actor:
-    roles = frozenset(who.member.roles)
-    return Actor(
-        user_id=who.member.user_id,
-        organization_id=who.member.organization_id,
-        roles=roles,
-        permissions=frozenset(p.value for p in permissions_for(roles)),
-    )
 
 
 async def audit_rows(owner_engine: AsyncEngine, organization_id: str) -> list[tuple[str, str]]:

@@ -22,6 +22,7 @@ from clinicos.records import EntryCriteria, PrescriptionCheck, allow_every_presc
 UnitOfWorkFor = Callable[[str | None], SqlUnitOfWork]
 M = TypeVar("M", bound=BaseModel)
 
+READ_WRITE = ("read", "search-type", "create", "update")
 DEFAULT_COUNT = 20
 MAX_COUNT = 100
 ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -95,6 +96,8 @@ class ResourceType(Protocol):
     search_parameters: tuple[str, ...]
     # Parameters that carry PHI and are therefore accepted only in a POST _search body.
     phi_parameters: tuple[str, ...]
+    # The CapabilityStatement's interactions for the type.
+    interactions: tuple[str, ...]
 
     async def read(self, ctx: FhirContext, resource_id: str) -> dict[str, Any]: ...
 

@@ -38,9 +38,7 @@ def capability_statement(
         resources.append(
             {
                 "type": name,
-                "interaction": [
-                    {"code": code} for code in ("read", "search-type", "create", "update")
-                ],
+                "interaction": [{"code": code} for code in handler.interactions],
                 "versioning": "versioned-update",
                 "readHistory": False,
                 "updateCreate": False,

@@ -13,6 +13,7 @@ from fhir.resources.R4B.encounter import Encounter as FhirEncounter
 
 from clinicos.identity import Permission
 from clinicos.interop.fhir.base import (
+    READ_WRITE,
     FhirContext,
     Resolver,
     SearchPage,
@@ -102,6 +103,7 @@ class EncounterResource:
     write_permission = Permission.clinical_write
     search_parameters: tuple[str, ...] = ("patient", "subject")
     phi_parameters: tuple[str, ...] = ()
+    interactions: tuple[str, ...] = READ_WRITE
 
     async def read(self, ctx: FhirContext, resource_id: str) -> dict[str, Any]:
         patient_id = await patient_of_entry(

@@ -14,6 +14,7 @@ from typing import Any
 
 from clinicos.identity import Permission
 from clinicos.interop.fhir.base import (
+    READ_WRITE,
     FhirContext,
     Resolver,
     SearchPage,
@@ -60,6 +61,7 @@ class EntryResource:
     read_permission: Permission = Permission.clinical_read
     write_permission: Permission = Permission.clinical_write
     phi_parameters: tuple[str, ...] = ()
+    interactions: tuple[str, ...] = READ_WRITE
 
     async def patient_of(self, ctx: FhirContext, resource_id: str) -> str:
         return await patient_of_entry(

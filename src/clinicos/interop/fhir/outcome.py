@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from clinicos.kernel.errors import BadRequest, FieldError, ValidationFailed
+from clinicos.kernel.errors import BadRequest, DomainError, FieldError, ValidationFailed
 
 FHIR_JSON = "application/fhir+json"
 PROBLEM_CODE_SYSTEM = "https://clinicos.dev/problems"
@@ -36,6 +36,14 @@ class FhirInvalid(ValidationFailed):
 
     code = "fhir_invalid"
     title = "The FHIR resource is not valid"
+
+
+class FhirNotSupported(DomainError):
+    """An interaction this server does not offer for a type (Consent is read-only here)."""
+
+    status = 405
+    code = "fhir_interaction_not_supported"
+    title = "This interaction is not supported for this resource type"
 
 
 class FhirBadRequest(BadRequest):

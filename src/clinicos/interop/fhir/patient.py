@@ -16,6 +16,7 @@ from fhir.resources.R4B.patient import Patient as FhirPatient
 
 from clinicos.identity import Permission
 from clinicos.interop.fhir.base import (
+    READ_WRITE,
     FhirContext,
     Resolver,
     SearchPage,
@@ -231,6 +232,7 @@ class PatientResource:
         "active",
     )
     phi_parameters: tuple[str, ...] = ("identifier", "name", "family", "phone", "email", "telecom")
+    interactions: tuple[str, ...] = READ_WRITE
 
     async def read(self, ctx: FhirContext, resource_id: str) -> dict[str, Any]:
         view = await get_patient(

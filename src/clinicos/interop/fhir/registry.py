@@ -6,6 +6,7 @@ from __future__ import annotations
 from clinicos.interop.fhir.allergy import ALLERGY_INTOLERANCE
 from clinicos.interop.fhir.base import ResourceType
 from clinicos.interop.fhir.condition import CONDITION
+from clinicos.interop.fhir.consent import ConsentResource
 from clinicos.interop.fhir.encounter import EncounterResource
 from clinicos.interop.fhir.medication_request import MEDICATION_REQUEST
 from clinicos.interop.fhir.medication_statement import MEDICATION_STATEMENT
@@ -22,5 +23,6 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
         ALLERGY_INTOLERANCE,
         MEDICATION_REQUEST,
         MEDICATION_STATEMENT,
+        ConsentResource(),
     )
 }

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 
 from clinicos.kernel.actor import Actor
+from clinicos.platform.db.uow import SqlUnitOfWork
 from clinicos.records.errors import RecordNotFound
 from clinicos.records.models import (
     Allergy,
@@ -18,7 +19,7 @@ from clinicos.records.models import (
     Observation,
     Prescription,
 )
-from clinicos.records.services.common import UnitOfWorkFor
+from clinicos.records.services.common import UnitOfWorkFor, load_patient
 
 ENTRY_MODELS: dict[str, Any] = {
     "encounter": Encounter,
@@ -45,3 +46,10 @@ async def patient_of_entry(*, uows: UnitOfWorkFor, actor: Actor, kind: str, entr
     if patient_id is None:
         raise RecordNotFound(f"no such {kind.replace('_', ' ')}")
     return str(patient_id)
+
+
+async def require_patient(uow: SqlUnitOfWork, actor: Actor, patient_id: str) -> None:
+    """404 (``PatientNotFound``) unless the patient is the actor's organization's — for other
+    contexts that keep rows about a patient by id (consent) and must not keep them about
+    nobody. In the caller's unit of work; no audit row (the caller audits its use case)."""
+    await load_patient(uow, actor, patient_id)
