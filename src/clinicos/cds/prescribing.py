@@ -40,7 +40,6 @@ from clinicos.cds.engine import (
     Evaluation,
     Order,
     RulePack,
-    evaluate,
     load_rule_pack,
 )
 from clinicos.cds.engine.keys import Frequency, Indication
@@ -48,7 +47,7 @@ from clinicos.cds.models import CdsEvaluation, CdsOverride
 from clinicos.cds.overrides import APPROVED
 from clinicos.cds.packs import RulePackNotActive, active_rule_pack
 from clinicos.cds.record_facts import gather_record_facts, recognise_medications
-from clinicos.cds.services import PrescriptionRef, append_evaluation
+from clinicos.cds.services import PrescriptionRef, append_evaluation, checked_evaluate
 from clinicos.kernel.actor import Actor
 from clinicos.kernel.errors import FieldError, ValidationFailed
 from clinicos.platform.db.uow import SqlUnitOfWork
@@ -135,7 +134,7 @@ class PrescribingGate:
         record = await gather_record_facts(
             uow, phi=self.phi, actor=actor, patient_id=patient_id, pack=pack, as_of=now
         )
-        evaluation = evaluate(record.facts, order, pack, now)
+        evaluation = checked_evaluate(record.facts, order, pack, now, path="prescribing")
         attested = await attested_outcome(
             uow,
             actor=actor,

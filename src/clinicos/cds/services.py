@@ -26,9 +26,10 @@ from clinicos.cds.record_facts import RecordFacts, gather_record_facts
 from clinicos.governance import record_audit
 from clinicos.identity import Permission
 from clinicos.kernel.actor import Actor
-from clinicos.kernel.errors import FieldError, ValidationFailed
+from clinicos.kernel.errors import DomainError, FieldError, ValidationFailed
 from clinicos.kernel.ids import new_id
 from clinicos.platform.db.uow import SqlUnitOfWork
+from clinicos.platform.observability.metrics import CDS_ENGINE_FAILURES
 from clinicos.platform.phi import PhiKeyring
 
 UnitOfWorkFor = Callable[[str | None], SqlUnitOfWork]
@@ -114,11 +115,33 @@ async def evaluate_inline(
     now = uow.clock.now()
     as_of = as_of or now
     _require_plausible_age(facts, as_of)
-    evaluation = evaluate(facts, order, rule_pack, as_of)
+    evaluation = checked_evaluate(facts, order, rule_pack, as_of, path="inline")
     evaluation_id = await append_evaluation(
         uow, actor=actor, order=order, evaluation=evaluation, evaluated_at=now
     )
     return RecordedEvaluation(evaluation_id=evaluation_id, evaluation=evaluation)
+
+
+class EngineFailed(DomainError):
+    """The engine raised instead of answering: the order is neither passed nor recorded."""
+
+    status = 500
+    code = "cds_engine_failed"
+    title = "Decision support could not check this order"
+
+
+def checked_evaluate(
+    facts: Facts, order: Order, rule_pack: RulePack, as_of: datetime, *, path: str
+) -> Evaluation:
+    """The engine's answer, or — when it raises — a 500 ``cds_engine_failed`` and one
+    increment of ``clinicos_cds_engine_failures_total{path}`` for the alert: a failure must
+    never read as PASS, and nothing of the failed check is recorded (the caller's transaction
+    rolls back). The exception's text is not passed on (it could quote patient facts)."""
+    try:
+        return evaluate(facts, order, rule_pack, as_of)
+    except Exception as exc:
+        CDS_ENGINE_FAILURES.labels(path=path).inc()
+        raise EngineFailed("the decision-support engine failed; the order was not checked") from exc
 
 
 async def record_patient_evaluation(
@@ -153,7 +176,7 @@ async def record_patient_evaluation(
         record = await gather_record_facts(
             uow, phi=phi, actor=actor, patient_id=patient_id, pack=pack, as_of=as_of
         )
-        evaluation = evaluate(record.facts, order, pack, as_of)
+        evaluation = checked_evaluate(record.facts, order, pack, as_of, path="record")
         attested = await attested_outcome(
             uow,
             actor=actor,

@@ -45,6 +45,12 @@ PHI_DECRYPTION_FAILURES = Counter(
     "Protected fields that did not decrypt, by table and column (alert on any increase)",
     ["table", "column"],
 )
+CDS_ENGINE_FAILURES = Counter(
+    "clinicos_cds_engine_failures_total",
+    "Order checks whose engine raised instead of answering, by path (alert on any increase: "
+    "the order was refused with a 500, never passed)",
+    ["path"],
+)
 SCHEMA_CURRENT = Gauge(
     "clinicos_db_schema_current",
     "0 while the database schema is known to be behind this release, else 1",
