@@ -35,13 +35,18 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/uv lock --check
-	$(BIN)/ruff check src tests migrations
-	$(BIN)/ruff format --check src tests migrations
+	$(BIN)/ruff check src tests migrations bench
+	$(BIN)/ruff format --check src tests migrations bench
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests migrations
-	$(BIN)/ruff check --fix src tests migrations
+	$(BIN)/ruff format src tests migrations bench
+	$(BIN)/ruff check --fix src tests migrations bench
+
+## bench: the benchmark suite (about 15 min) -> docs/benchmarks.md and docs/benchmarks.json;
+## BENCH_ARGS passes options, e.g. make bench BENCH_ARGS="--only cds_inprocess,http_cds --skip bulk"
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean-var:
 	rm -rf var

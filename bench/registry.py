@@ -1,0 +1,38 @@
+"""Every benchmark of ``make bench``, in the order they run. To add one, write a module with
+``run(options) -> Section`` and list it here; the report and the JSON pick it up."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bench import audit, bulk, cds_inprocess, http_cds, phi
+from bench.options import Options
+from bench.results import Section
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    run: Callable[[Options], Section | list[Section]]
+    about: str
+
+
+BENCHMARKS: tuple[Benchmark, ...] = (
+    Benchmark("cds_inprocess", cds_inprocess.run, "CDS engine evaluations/s and latency"),
+    Benchmark("phi", phi.run, "PHI field encrypt/decrypt per second"),
+    Benchmark("audit", audit.run, "audit chain appends/s and verify rows/s"),
+    Benchmark("http_cds", http_cds.run, "CDS evaluate over HTTP, RSS and cold start"),
+    Benchmark("bulk", bulk.run, "FHIR import resources/s (1 run per engine, ~2 min each)"),
+)
+
+
+def select(names: str | None, skip: str | None = None) -> list[Benchmark]:
+    """The benchmarks named in a comma-separated list (all when None), less ``skip``."""
+    known = {b.name: b for b in BENCHMARKS}
+    wanted = [n.strip() for n in names.split(",") if n.strip()] if names else list(known)
+    skipped = {n.strip() for n in skip.split(",") if n.strip()} if skip else set()
+    unknown = [n for n in [*wanted, *skipped] if n not in known]
+    if unknown:
+        raise ValueError(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return [known[n] for n in wanted if n not in skipped]
