@@ -413,6 +413,14 @@ async def test_prescription_created_as_draft_issued_by_put_then_cancelled(
         await client.get(f"/api/v1/patients/{patient_id}/prescriptions/{rx_id}", headers=headers)
     ).json()
     assert (stored["frequency"], stored["route"], stored["indication"]) == ("BID", "oral", "nvaf")
+    too_long_unit = fhir_prescription(patient_id, dose=2.5)
+    too_long_unit["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["code"] = "m" * 33
+    refused_unit = await client.put(
+        f"/fhir/MedicationRequest/{rx_id}", json={**too_long_unit, "id": rx_id}, headers=headers
+    )
+    assert outcome(refused_unit, 422)["issue"][0]["expression"] == [
+        "MedicationRequest.dosageInstruction[0].doseAndRate[0].doseQuantity.code"
+    ]
     edited = await client.put(
         f"/fhir/MedicationRequest/{rx_id}",
         json={**fhir_prescription(patient_id, dose=2.5), "id": rx_id},

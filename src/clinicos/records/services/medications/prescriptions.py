@@ -31,6 +31,7 @@ from clinicos.records.services.entries import (
     criteria_clauses,
     entry_event,
     fields_of,
+    length_problems,
     list_entries,
     merge,
     new_row,
@@ -453,7 +454,9 @@ async def restate_prescription(
         changes = {f: getattr(values, f) for f in PRESCRIPTION_UPDATABLE}
         editable = PRESCRIPTION_UPDATABLE if row.status == "draft" else ()
         updated = normalise_medication(merge(current, changes, editable))
-        raise_invalid(medication_problems(updated, uow.clock.now()))
+        raise_invalid(
+            medication_problems(updated, uow.clock.now()) + length_problems(Prescription, updated)
+        )
         if values.encounter_id != current.encounter_id:
             raise_invalid(
                 [FieldError(("encounter_id",), "cannot be changed once recorded", "immutable")]
