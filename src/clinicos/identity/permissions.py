@@ -32,6 +32,13 @@ class Permission(StrEnum):
     consent_write = "consent:write"
     flag_read = "flag:read"
     flag_manage = "flag:manage"
+    kpi_read = "kpi:read"
+    dsr_request = "dsr:request"
+    dsr_read = "dsr:read"
+    dsr_fulfil = "dsr:fulfil"
+    legal_hold_manage = "legal_hold:manage"
+    retention_read = "retention:read"
+    research_export = "research:export"
     # records
     patient_read = "patient:read"
     patient_write = "patient:write"
@@ -62,6 +69,19 @@ MATRIX: dict[Permission, frozenset[Role]] = {
     Permission.consent_write: frozenset({Role.clinician, Role.nurse, Role.agent}),
     Permission.flag_read: frozenset({Role.admin, Role.supervisor, Role.auditor}),
     Permission.flag_manage: frozenset({Role.admin}),
+    # Decision-support KPIs: clinic leaders (admin, supervisor) and auditors; counts only.
+    Permission.kpi_read: frozenset({Role.admin, Role.supervisor, Role.auditor}),
+    # Data-subject requests (LGPD Art. 18): taken where the patient is met, tracked by admins
+    # (who act as the data protection officer) and auditors; fulfilled (erasure, corrections
+    # decided) by admins only. Legal holds are placed and lifted by admins.
+    Permission.dsr_request: frozenset({Role.admin, Role.clinician, Role.nurse, Role.agent}),
+    Permission.dsr_read: frozenset({Role.admin, Role.auditor}),
+    Permission.dsr_fulfil: frozenset({Role.admin}),
+    Permission.legal_hold_manage: frozenset({Role.admin}),
+    # Retention: what the purge job did, for admins and auditors.
+    Permission.retention_read: frozenset({Role.admin, Role.auditor}),
+    # De-identified research extracts, honouring each patient's research consent.
+    Permission.research_export: frozenset({Role.researcher}),
     # Demographics: the care team, billing (invoices) and the contact centre (appointments).
     Permission.patient_read: frozenset(
         {Role.clinician, Role.nurse, Role.pharmacist, Role.billing, Role.agent}
