@@ -13,6 +13,7 @@ from clinicos.cds import models as cds_models
 from clinicos.cds.hooks import models as cds_hooks_models
 from clinicos.config import Settings
 from clinicos.governance import models as governance_models
+from clinicos.governance.handlers import register_governance_handlers
 from clinicos.identity import models as identity_models
 from clinicos.identity.runtime import IdentityRuntime, build_identity_runtime
 from clinicos.kernel.clock import Clock, SystemClock
@@ -46,7 +47,7 @@ def all_models_metadata() -> MetaData:
 
 def register_handlers(registry: HandlerRegistry) -> None:
     """Every context's outbox handlers are registered here, in one place."""
-    _ = registry  # contexts register their `handlers.py` reactions here as they arrive
+    register_governance_handlers(registry)
 
 
 def register_jobs(registry: JobRegistry, settings: Settings) -> None:

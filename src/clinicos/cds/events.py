@@ -63,7 +63,10 @@ class OverrideRecorded(DomainEvent):
     """A clinician overrode a BLOCK or WARN evaluation with a reason code (issue 5 point 7).
 
     ``status`` is ``approved`` or ``pending_cosign``; ``outcome`` the overridden evaluation's.
-    The free-text comment is never carried (it may hold PHI).
+    The free-text comment is never carried (it may hold PHI). ``drug`` is the overridden order's
+    drug and ``reason_keys`` the overridden evaluation's reasons that raised its outcome (INFO
+    left out), for the KPIs' overrides by drug and by rule; None on events stored before they
+    were added.
     """
 
     event_type = "cds.OverrideRecorded"
@@ -73,6 +76,8 @@ class OverrideRecorded(DomainEvent):
     reason_code: str
     status: str
     outcome: str
+    drug: str | None = None
+    reason_keys: list[str] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,3 +92,5 @@ class OverrideCosigned(DomainEvent):
     reason_code: str
     status: str
     outcome: str
+    drug: str | None = None
+    reason_keys: list[str] | None = None

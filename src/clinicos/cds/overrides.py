@@ -9,10 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from clinicos.cds.catalogue import packaged_packs
+from clinicos.cds.engine import parse_rule_pack
 from clinicos.cds.events import OverrideCosigned, OverrideRecorded
 from clinicos.cds.models import CdsEvaluation, CdsOverride
 from clinicos.governance import record_audit
@@ -152,7 +155,7 @@ async def record_override(
         except IntegrityError:  # a concurrent override of the same evaluation won the race
             raise OverrideExists("an evaluation is overridden at most once") from None
         await _audit(uow, actor, AUDIT_OVERRIDE, row.id)
-        uow.record(_recorded_event(row, evaluation.outcome))
+        uow.record(_recorded_event(row, evaluation))
         await uow.commit()
     return _view(row)
 
@@ -172,13 +175,12 @@ async def cosign_override(*, uows: UnitOfWorkFor, actor: Actor, override_id: str
         if row.created_by == actor.user_id:
             raise SelfCosignRefused("the second sign-off must come from someone else")
         evaluation = await uow.session.get(CdsEvaluation, row.evaluation_id)
-        outcome = evaluation.outcome if evaluation is not None else "BLOCK"
         row.status = APPROVED
         row.cosigned_by = actor.user_id
         row.cosigned_at = uow.clock.now()
         await uow.session.flush()
         await _audit(uow, actor, AUDIT_COSIGN, row.id)
-        uow.record(_cosigned_event(row, outcome))
+        uow.record(_cosigned_event(row, evaluation))
         await uow.commit()
     return _view(row)
 
@@ -238,7 +240,27 @@ async def _audit(uow: SqlUnitOfWork, actor: Actor, action: str, override_id: str
     )
 
 
-def _recorded_event(row: CdsOverride, outcome: str) -> OverrideRecorded:
+def _raised_keys(evaluation: CdsEvaluation) -> list[str]:
+    """The evaluation's reason keys that raised its outcome: INFO reasons left out.
+
+    A key's severity is fixed by the pack the evaluation used (a local overlay may only make a
+    rule stricter, so a key that is not INFO in the base pack is not INFO locally either); a key
+    the shipped packs do not know is kept rather than guessed away.
+    """
+    info = _info_keys(evaluation.rule_pack_id, evaluation.rule_pack_version.split("+", 1)[0])
+    return sorted(k for k in evaluation.reason_keys if k not in info)
+
+
+@cache
+def _info_keys(pack_id: str, version: str) -> frozenset[str]:
+    packaged = packaged_packs().get((pack_id, version))
+    if packaged is None:
+        return frozenset()
+    pack = parse_rule_pack(packaged.text)
+    return frozenset(key for key, rule in pack.rules.items() if rule.severity == "INFO")
+
+
+def _recorded_event(row: CdsOverride, evaluation: CdsEvaluation) -> OverrideRecorded:
     return OverrideRecorded(
         organization_id=row.organization_id,
         override_id=row.id,
@@ -246,11 +268,13 @@ def _recorded_event(row: CdsOverride, outcome: str) -> OverrideRecorded:
         created_by=row.created_by,
         reason_code=row.reason_code,
         status=row.status,
-        outcome=outcome,
+        outcome=evaluation.outcome,
+        drug=evaluation.drug,
+        reason_keys=_raised_keys(evaluation),
     )
 
 
-def _cosigned_event(row: CdsOverride, outcome: str) -> OverrideCosigned:
+def _cosigned_event(row: CdsOverride, evaluation: CdsEvaluation | None) -> OverrideCosigned:
     return OverrideCosigned(
         organization_id=row.organization_id,
         override_id=row.id,
@@ -259,7 +283,9 @@ def _cosigned_event(row: CdsOverride, outcome: str) -> OverrideCosigned:
         cosigned_by=row.cosigned_by or "",
         reason_code=row.reason_code,
         status=row.status,
-        outcome=outcome,
+        outcome=evaluation.outcome if evaluation is not None else "BLOCK",
+        drug=evaluation.drug if evaluation is not None else None,
+        reason_keys=_raised_keys(evaluation) if evaluation is not None else None,
     )
 
 

@@ -1,6 +1,8 @@
 """governance: the hash-chained audit trail (other contexts call ``record_audit``), patients'
 consent (other contexts call ``require_consent`` before using data for a purpose that needs
-it) and feature flags per organization (services read ``flag_enabled``)."""
+it), feature flags per organization (services read ``flag_enabled``) and the decision-support
+KPIs (fed by cds events through the handlers in ``governance.handlers``, which the composition
+root registers)."""
 
 from clinicos.governance.audit import (
     ChainReport,

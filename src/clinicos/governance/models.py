@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, Index, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Index,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from clinicos.platform.db.base import Base, UTCDateTime
@@ -105,3 +113,46 @@ class FeatureFlag(Base):
     enabled: Mapped[bool] = mapped_column(Boolean)
     updated_by: Mapped[str] = mapped_column(String(36))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class KpiEvent(Base):
+    """One decision-support governance event as the KPIs count it (a projection of cds events).
+
+    Filled by the outbox handler from ``cds.EvaluationRecorded``, ``cds.OverrideRecorded``,
+    ``cds.OverrideCosigned`` and ``cds.AttestationRecorded`` — the events written with each
+    decision's audit entry — so every figure is a count of real events. ``event_id`` is the
+    outbox event's id (a redelivered event is not counted twice). Codes and ids only, never
+    patient facts. ``slot`` is ``occurred_at`` in whole quarter hours since the Unix epoch: the
+    KPI query groups by it and maps slots to days/weeks/months of the organization's timezone
+    (every current UTC offset is a multiple of 15 minutes).
+
+    ``kind``: ``evaluation``, ``override``, ``cosign``, ``attestation``. ``outcome`` is the
+    evaluation's outcome (for an override, the overridden evaluation's). ``approved`` marks the
+    event that made an override approved (an override that needed no co-sign, or the co-sign):
+    for a BLOCK, the block's resolution.
+    """
+
+    __tablename__ = "governance_kpi_event"
+    __table_args__ = (
+        Index("ix_governance_kpi_event_org_occurred_at", "organization_id", "occurred_at"),
+        Index("ix_governance_kpi_event_org_evaluation_id", "organization_id", "evaluation_id"),
+        CheckConstraint(
+            "kind IN ('evaluation', 'override', 'cosign', 'attestation')", name="kind_known"
+        ),
+    )
+
+    event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(36))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    slot: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(16))
+    evaluation_id: Mapped[str] = mapped_column(String(36))
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    drug: Mapped[str | None] = mapped_column(String(32))
+    reason_code: Mapped[str | None] = mapped_column(String(64))
+    rule_keys: Mapped[list[str] | None] = mapped_column(JSON)
+    approved: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+# -- data-subject requests and legal holds (LGPD Art. 18, GDPR Art. 15-20) ----------------------
+

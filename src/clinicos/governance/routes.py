@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import AwareDatetime
 
 from clinicos.governance.audit import list_audit_events, record_audit, verify_audit_chain
 from clinicos.governance.consent import consent_overview, record_consent
 from clinicos.governance.flags import list_flags, set_flag
+from clinicos.governance.kpi import KpiReport, kpi_report
 from clinicos.governance.schemas import (
     AuditEventPage,
     AuditEventRead,
@@ -21,6 +22,7 @@ from clinicos.governance.schemas import (
     ConsentStateRead,
     FlagRead,
     FlagUpdate,
+    KpiRead,
 )
 from clinicos.identity import Permission, require
 from clinicos.kernel.actor import Actor
@@ -30,6 +32,7 @@ router = APIRouter()
 audit_router = APIRouter(prefix="/api/v1/audit", tags=["governance"])
 consent_router = APIRouter(prefix="/api/v1/patients/{patient_id}/consents", tags=["governance"])
 flags_router = APIRouter(prefix="/api/v1/flags", tags=["governance"])
+kpi_router = APIRouter(prefix="/api/v1", tags=["governance"])
 
 CODE = r"^[a-z0-9_.:-]{1,100}$"
 IDENTIFIER = r"^[A-Za-z0-9_.:-]{1,200}$"
@@ -195,6 +198,78 @@ async def change_flag(
     return FlagRead.model_validate(view)
 
 
+# -- KPIs --------------------------------------------------------------------------------------
+
+KPI_FROM = Query(
+    alias="from",
+    max_length=40,
+    description="First local date (YYYY-MM-DD, included) or an instant with a UTC offset.",
+)
+KPI_TO = Query(
+    alias="to",
+    max_length=40,
+    description="Last local date (YYYY-MM-DD, included) or an instant with an offset (excluded).",
+)
+CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
+
+
+async def _kpi(
+    request: Request, actor: Actor, raw_from: str | None, raw_to: str | None, granularity: str
+) -> KpiReport:
+    return await kpi_report(
+        uows=request.app.state.container.uow,
+        actor=actor,
+        raw_from=raw_from,
+        raw_to=raw_to,
+        granularity=granularity,
+    )
+
+
+def _csv(report: KpiReport) -> Response:
+    name = f"clinicos-kpi-{report.range.start:%Y%m%d}-{report.range.end:%Y%m%d}.csv"
+    return Response(
+        content=report.as_csv(),
+        media_type=CSV_MEDIA_TYPE,
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@kpi_router.get(
+    "/kpi",
+    response_model=KpiRead,
+    summary="Decision-support KPIs of the organization (JSON, or CSV with Accept: text/csv)",
+    responses={200: {"content": {"text/csv": {}}}},
+)
+async def read_kpi(
+    request: Request,
+    actor: Annotated[Actor, Depends(require(Permission.kpi_read))],
+    raw_from: Annotated[str | None, KPI_FROM] = None,
+    raw_to: Annotated[str | None, KPI_TO] = None,
+    granularity: Annotated[str, Query(max_length=10)] = "day",
+) -> KpiRead | Response:
+    report = await _kpi(request, actor, raw_from, raw_to, granularity)
+    if "text/csv" in request.headers.get("accept", ""):
+        return _csv(report)
+    return KpiRead.model_validate(report.as_json())
+
+
+@kpi_router.get(
+    "/kpi.csv",
+    summary="The same KPIs as CSV (scope, metric, key, value)",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}},
+)
+async def read_kpi_csv(
+    request: Request,
+    actor: Annotated[Actor, Depends(require(Permission.kpi_read))],
+    raw_from: Annotated[str | None, KPI_FROM] = None,
+    raw_to: Annotated[str | None, KPI_TO] = None,
+    granularity: Annotated[str, Query(max_length=10)] = "day",
+) -> Response:
+    return _csv(await _kpi(request, actor, raw_from, raw_to, granularity))
+
+
 router.include_router(audit_router)
 router.include_router(consent_router)
 router.include_router(flags_router)
+router.include_router(kpi_router)

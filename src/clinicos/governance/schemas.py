@@ -107,3 +107,41 @@ class FlagUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool
+
+
+class KpiBucketRead(BaseModel):
+    """One day, ISO week (from Monday) or calendar month of the organization's timezone."""
+
+    start: str = Field(description="The bucket's first local date (YYYY-MM-DD).")
+    evaluations: int
+    blocks: int
+    warnings: int
+    attest_required: int
+    attestations: int
+    overrides: int
+
+
+class KpiRead(BaseModel):
+    """Decision-support KPIs counted from governance events.
+
+    Definitions: docs/contexts/governance.md (KPIs)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: str = Field(alias="from")
+    to: str
+    timezone: str
+    granularity: Literal["day", "week", "month"]
+    evaluations: int
+    blocks: int
+    warnings: int
+    attest_required: int
+    attestations: int
+    overrides: int
+    override_rate: float | None = Field(description="overrides ÷ (blocks + warnings)")
+    overrides_by_reason: dict[str, int]
+    overrides_by_drug: dict[str, int]
+    by_rule: dict[str, int] = Field(description="overrides per reason key they overrode")
+    blocks_resolved: int
+    median_block_resolution_seconds: float | None
+    series: list[KpiBucketRead]

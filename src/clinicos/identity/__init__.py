@@ -5,5 +5,15 @@ Other contexts import from here only: the route dependencies and the permission 
 from clinicos.identity.dependencies import authenticated, public, require
 from clinicos.identity.permissions import Permission, Role
 from clinicos.identity.services.actors import member_actor
+from clinicos.identity.services.organizations import OrganizationProfile, organization_profile
 
-__all__ = ["Permission", "Role", "authenticated", "member_actor", "public", "require"]
+__all__ = [
+    "OrganizationProfile",
+    "Permission",
+    "Role",
+    "authenticated",
+    "member_actor",
+    "organization_profile",
+    "public",
+    "require",
+]

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from clinicos.bootstrap import Container
 from clinicos.cds import overrides as cds_overrides
 from clinicos.platform.observability.logging import configure_logging
-from tests.integration.cds.api_cases import signed_in
+from tests.integration.cds.api_cases import load_cases, signed_in
 from tests.integration.cds.override_support import (
     BLOCK_CASE,
     SECRET_COMMENT,
@@ -47,7 +47,8 @@ async def test_override_and_cosign_write_audit_and_event_without_comment(
     staff = await signed_in(container, client, "gov-override", "clinician", "pharmacist")
     clinician, pharmacist = staff["clinician"], staff["pharmacist"]
     org = clinician.member.organization_id
-    evaluation_id = (await evaluated(client, clinician, BLOCK_CASE))["evaluation_id"]
+    evaluation = await evaluated(client, clinician, BLOCK_CASE)
+    evaluation_id = evaluation["evaluation_id"]
 
     created = await override(client, clinician, evaluation_id, "other", comment=SECRET_COMMENT)
     override_id = created.json()["override_id"]
@@ -73,7 +74,14 @@ async def test_override_and_cosign_write_audit_and_event_without_comment(
         ("cds.override_cosign", "cds_override", override_id, "treatment", pharmacist_id),
     ]
     payloads = {e.event_type: e.payload for e in rows["event"]}
-    common = {"override_id": override_id, "evaluation_id": evaluation_id, "reason_code": "other"}
+    common = {
+        "override_id": override_id,
+        "evaluation_id": evaluation_id,
+        "reason_code": "other",
+        # For the KPIs: the order's drug and the reasons that raised the outcome (not INFO).
+        "drug": load_cases()[BLOCK_CASE]["order"]["drug"],
+        "reason_keys": sorted(r["key"] for r in evaluation["reasons"] if r["severity"] != "INFO"),
+    }
     assert payloads["cds.OverrideRecorded"] == {
         **common,
         "created_by": clinician.member.user_id,

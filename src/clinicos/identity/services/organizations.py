@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
@@ -100,3 +101,26 @@ async def require_organization(uow: SqlUnitOfWork, organization_id: str) -> Orga
     if org is None:
         raise NotFound("no such organization")
     return org
+
+
+@dataclass(frozen=True)
+class OrganizationProfile:
+    """What other contexts may read of an organization: how it counts days and money."""
+
+    id: str
+    locale: str
+    timezone: str
+    currency: str
+    country: str
+
+
+async def organization_profile(uow: SqlUnitOfWork, organization_id: str) -> OrganizationProfile:
+    """The organization's locale, timezone, currency and country (404 when unknown)."""
+    org = await require_organization(uow, organization_id)
+    return OrganizationProfile(
+        id=org.id,
+        locale=org.locale,
+        timezone=org.timezone,
+        currency=org.currency,
+        country=org.country,
+    )
