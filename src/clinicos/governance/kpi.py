@@ -38,9 +38,9 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import and_, func, literal, select
-from sqlalchemy.orm import aliased
+from sqlalchemy.dialects import postgresql, sqlite
 
-from clinicos.governance.models import KpiEvent
+from clinicos.governance.models import KpiDaily, KpiEvent
 from clinicos.identity import organization_profile
 from clinicos.kernel.actor import Actor
 from clinicos.kernel.errors import FieldError, ValidationFailed
@@ -82,20 +82,20 @@ def slot_of(moment: datetime) -> int:
 
 
 async def project_cds_event(envelope: OutboxEnvelope, uow: SqlUnitOfWork) -> None:
-    """Outbox handler: count one decision-support event (idempotent by event id)."""
+    """Outbox handler: count one decision-support event (idempotent by event id) and add it to
+    the organization's daily rollup, in the handler's one transaction."""
     kind = EVENT_KINDS.get(envelope.event_type)
-    if kind is None or envelope.organization_id is None:
+    org = envelope.organization_id
+    if kind is None or org is None:
         return
-    await uow.scope_to(envelope.organization_id)
+    await uow.scope_to(org)
     if await uow.session.get(KpiEvent, envelope.event_id) is not None:
         return  # counted already (a replay of the projection)
     p = envelope.payload
-    occurred_at = envelope.occurred_at
-    if occurred_at.tzinfo is None:  # SQLite hands datetimes back naive; they are UTC
-        occurred_at = occurred_at.replace(tzinfo=UTC)
+    occurred_at = _aware(envelope.occurred_at)  # SQLite hands datetimes back naive (UTC)
     row = KpiEvent(
         event_id=envelope.event_id,
-        organization_id=envelope.organization_id,
+        organization_id=org,
         occurred_at=occurred_at,
         slot=slot_of(occurred_at),
         kind=kind,
@@ -106,16 +106,77 @@ async def project_cds_event(envelope: OutboxEnvelope, uow: SqlUnitOfWork) -> Non
         rule_keys=_rule_keys(kind, p),
         approved=kind in ("override", "cosign") and p.get("status") == OVERRIDE_APPROVED,
     )
-    if kind in ("override", "cosign") and row.drug is None:
-        # Events stored before overrides named their drug: take it from the evaluation's row.
-        row.drug = await uow.session.scalar(
-            select(KpiEvent.drug).where(
-                KpiEvent.organization_id == envelope.organization_id,
+    evaluated = None
+    if kind in ("override", "cosign"):
+        evaluated = await uow.session.scalar(
+            select(KpiEvent).where(
+                KpiEvent.organization_id == org,
                 KpiEvent.evaluation_id == row.evaluation_id,
                 KpiEvent.kind == "evaluation",
             )
         )
+        if row.drug is None and evaluated is not None:
+            row.drug = evaluated.drug  # events stored before overrides named their drug
+    if row.approved and row.outcome == "BLOCK" and evaluated is not None:
+        _resolve(row, evaluated.occurred_at)
+    if kind == "evaluation" and row.outcome == "BLOCK":
+        # Approvals projected before this evaluation (several workers): their block time.
+        approvals = await uow.session.scalars(
+            select(KpiEvent).where(
+                KpiEvent.organization_id == org,
+                KpiEvent.evaluation_id == row.evaluation_id,
+                KpiEvent.approved.is_(True),
+                KpiEvent.block_at.is_(None),
+            )
+        )
+        for approval in approvals:
+            _resolve(approval, occurred_at)
     uow.session.add(row)
+    timezone = (await organization_profile(uow, org)).timezone
+    day = occurred_at.astimezone(ZoneInfo(timezone)).date()
+    for metric, key in rollup_keys(row.kind, row.outcome, row.reason_code, row.drug, row.rule_keys):
+        await _bump(uow, org, timezone, day, metric, key)
+
+
+def _resolve(approval: KpiEvent, block_at: datetime) -> None:
+    block_at = _aware(block_at)
+    approval.block_at = block_at
+    approval.resolution_seconds = max(
+        (_aware(approval.occurred_at) - block_at).total_seconds(), 0.0
+    )
+
+
+def rollup_keys(
+    kind: str,
+    outcome: str | None,
+    reason_code: str | None,
+    drug: str | None,
+    rule_keys: Iterable[str] | None,
+) -> list[tuple[str, str]]:
+    """The daily counters (metric, key) one counted event adds one to."""
+    keys = [("count", f"{kind}:{outcome or ''}")]
+    if kind == "override":
+        keys.append(("override_reason", reason_code or "unknown"))
+        keys.append(("override_drug", drug or "unknown"))
+        keys.extend(("override_rule", key) for key in rule_keys or ())
+    return keys
+
+
+async def _bump(
+    uow: SqlUnitOfWork, org: str, timezone: str, day: date, metric: str, key: str
+) -> None:
+    """Add one to a daily counter (an upsert: concurrent workers never lose a count)."""
+    dialect = postgresql if uow.session.get_bind().dialect.name == "postgresql" else sqlite
+    table = KpiDaily.__table__
+    statement = dialect.insert(table).values(
+        organization_id=org, timezone=timezone, day=day, metric=metric, key=key[:100], n=1
+    )
+    await uow.session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["organization_id", "timezone", "day", "metric", "key"],
+            set_={"n": table.c.n + 1},
+        )
+    )
 
 
 def _rule_keys(kind: str, payload: dict[str, Any]) -> list[str] | None:
@@ -337,44 +398,134 @@ async def kpi_report(
     raw_to: str | None,
     granularity: str,
 ) -> KpiReport:
-    """The organization's KPIs over a range of its calendar (see the module docstring)."""
+    """The organization's KPIs over a range of its calendar (see the module docstring).
+
+    Whole local days come from the daily rollup; the partial days at either end of a range
+    given as instants come from the events. When the rollup holds days counted in another
+    timezone (the organization moved), the whole range is counted from the events.
+    """
     async with uows(actor.organization_id) as uow:
         profile = await organization_profile(uow, actor.organization_id)
         kpi_range = parse_range(raw_from, raw_to, granularity, profile.timezone)
         org = actor.organization_id
-        in_range = and_(
-            KpiEvent.organization_id == org,
-            KpiEvent.occurred_at >= kpi_range.start,
-            KpiEvent.occurred_at < kpi_range.end,
-        )
-        days = await _counts_by_local_day(uow, in_range, kpi_range)
-        overrides = (
-            await uow.session.execute(
-                select(KpiEvent.reason_code, KpiEvent.drug, KpiEvent.rule_keys).where(
-                    in_range, KpiEvent.kind == "override"
+        tally = _Tally()
+        first, stop = _whole_days(kpi_range)
+        if first < stop and not await _rolled_up_elsewhere(uow, org, profile.timezone, first, stop):
+            await _from_rollup(uow, org, profile.timezone, first, stop, tally)
+            pieces = [
+                (kpi_range.start, local_midnight(first, kpi_range.zone)),
+                (local_midnight(stop, kpi_range.zone), kpi_range.end),
+            ]
+        else:
+            pieces = [(kpi_range.start, kpi_range.end)]
+        for start, end in pieces:
+            if start < end:
+                await _from_events(uow, org, kpi_range, start, end, tally)
+        resolutions = [
+            float(seconds or 0.0)
+            for seconds in await uow.session.scalars(
+                select(KpiEvent.resolution_seconds).where(
+                    KpiEvent.organization_id == org,
+                    KpiEvent.block_at >= kpi_range.start,
+                    KpiEvent.block_at < kpi_range.end,
+                    KpiEvent.resolution_seconds.is_not(None),
                 )
             )
-        ).all()
-        resolutions = await _block_resolutions(uow, in_range, org)
-    return _assemble(kpi_range, profile.timezone, days, overrides, resolutions)
+        ]
+    return _assemble(kpi_range, profile.timezone, tally, resolutions)
 
 
-async def _counts_by_local_day(
-    uow: SqlUnitOfWork, in_range: Any, kpi_range: KpiRange
-) -> dict[date, KpiCounts]:
-    """Counts per local day: one GROUP BY per stretch of constant UTC offset."""
-    days: dict[date, KpiCounts] = defaultdict(KpiCounts)
+@dataclass
+class _Tally:
+    days: dict[date, KpiCounts] = field(default_factory=lambda: defaultdict(KpiCounts))
+    by_reason: Counter[str] = field(default_factory=Counter)
+    by_drug: Counter[str] = field(default_factory=Counter)
+    by_rule: Counter[str] = field(default_factory=Counter)
+
+
+def _whole_days(kpi_range: KpiRange) -> tuple[date, date]:
+    """The local days entirely inside the range: [first, stop)."""
+    first = kpi_range.start.astimezone(kpi_range.zone).date()
+    if local_midnight(first, kpi_range.zone) < kpi_range.start:
+        first += timedelta(days=1)
+    stop = kpi_range.end.astimezone(kpi_range.zone).date()
+    return first, stop
+
+
+async def _rolled_up_elsewhere(
+    uow: SqlUnitOfWork, org: str, timezone: str, first: date, stop: date
+) -> bool:
+    found = await uow.session.scalar(
+        select(KpiDaily.day)
+        .where(
+            KpiDaily.organization_id == org,
+            KpiDaily.day >= first - timedelta(days=1),
+            KpiDaily.day <= stop,
+            KpiDaily.timezone != timezone,
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
+async def _from_rollup(
+    uow: SqlUnitOfWork, org: str, timezone: str, first: date, stop: date, tally: _Tally
+) -> None:
+    rows = await uow.session.execute(
+        select(KpiDaily.day, KpiDaily.metric, KpiDaily.key, KpiDaily.n).where(
+            KpiDaily.organization_id == org,
+            KpiDaily.timezone == timezone,
+            KpiDaily.day >= first,
+            KpiDaily.day < stop,
+        )
+    )
+    for day, metric, key, n in rows:
+        if metric == "count":
+            kind, _, outcome = key.partition(":")
+            tally.days[day].add(kind, outcome or None, int(n))
+        elif metric == "override_reason":
+            tally.by_reason[key] += int(n)
+        elif metric == "override_drug":
+            tally.by_drug[key] += int(n)
+        elif metric == "override_rule":
+            tally.by_rule[key] += int(n)
+
+
+async def _from_events(
+    uow: SqlUnitOfWork, org: str, kpi_range: KpiRange, start: datetime, end: datetime, tally: _Tally
+) -> None:
+    """Count the events of [start, end) (a partial day, or everything) by local day."""
+    piece = KpiRange(
+        start=start,
+        end=end,
+        granularity=kpi_range.granularity,
+        zone=kpi_range.zone,
+        label_from=kpi_range.label_from,
+        label_to=kpi_range.label_to,
+    )
+    in_piece = and_(
+        KpiEvent.organization_id == org, KpiEvent.occurred_at >= start, KpiEvent.occurred_at < end
+    )
     epoch_day = date(1970, 1, 1)
-    for seg_start, seg_end, offset_slots in offset_segments(kpi_range):
+    for seg_start, seg_end, offset_slots in offset_segments(piece):
         local_day = (KpiEvent.slot + literal(offset_slots)) // SLOTS_PER_DAY
         rows = await uow.session.execute(
             select(local_day, KpiEvent.kind, KpiEvent.outcome, func.count())
-            .where(in_range, KpiEvent.occurred_at >= seg_start, KpiEvent.occurred_at < seg_end)
+            .where(in_piece, KpiEvent.occurred_at >= seg_start, KpiEvent.occurred_at < seg_end)
             .group_by(local_day, KpiEvent.kind, KpiEvent.outcome)
         )
         for day_number, kind, outcome, n in rows:
-            days[epoch_day + timedelta(days=int(day_number))].add(kind, outcome, int(n))
-    return days
+            tally.days[epoch_day + timedelta(days=int(day_number))].add(kind, outcome, int(n))
+    overrides = await uow.session.execute(
+        select(KpiEvent.reason_code, KpiEvent.drug, KpiEvent.rule_keys).where(
+            in_piece, KpiEvent.kind == "override"
+        )
+    )
+    for reason_code, drug, rule_keys in overrides:
+        tally.by_reason[reason_code or "unknown"] += 1
+        tally.by_drug[drug or "unknown"] += 1
+        for key in rule_keys or ():
+            tally.by_rule[str(key)] += 1
 
 
 def offset_segments(kpi_range: KpiRange) -> list[tuple[datetime, datetime, int]]:
@@ -422,34 +573,12 @@ def _first_change(low: datetime, high: datetime, zone: ZoneInfo, offset: int) ->
     return datetime.fromtimestamp(hi * SLOT_SECONDS, UTC)
 
 
-async def _block_resolutions(uow: SqlUnitOfWork, in_range: Any, org: str) -> list[float]:
-    """Seconds from each BLOCK evaluated in range to the approval of its override."""
-    resolution = aliased(KpiEvent)
-    rows = await uow.session.execute(
-        select(KpiEvent.occurred_at, resolution.occurred_at)
-        .join(
-            resolution,
-            and_(
-                resolution.organization_id == org,
-                resolution.evaluation_id == KpiEvent.evaluation_id,
-                resolution.approved.is_(True),
-            ),
-        )
-        .where(in_range, KpiEvent.kind == "evaluation", KpiEvent.outcome == "BLOCK")
-    )
-    return [max((_aware(r) - _aware(e)).total_seconds(), 0.0) for e, r in rows]
-
-
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _assemble(
-    kpi_range: KpiRange,
-    timezone: str,
-    days: dict[date, KpiCounts],
-    overrides: Iterable[Any],
-    resolutions: list[float],
+    kpi_range: KpiRange, timezone: str, tally: _Tally, resolutions: list[float]
 ) -> KpiReport:
     first_local = kpi_range.start.astimezone(kpi_range.zone).date()
     last_local = (kpi_range.end - timedelta(microseconds=1)).astimezone(kpi_range.zone).date()
@@ -460,27 +589,19 @@ def _assemble(
         buckets.setdefault(key, KpiBucket(start=key))
         day += timedelta(days=1)
     totals = KpiCounts()
-    for local_day, counts in days.items():
+    for local_day, counts in tally.days.items():
         key = bucket_start(local_day, kpi_range.granularity)
         buckets.setdefault(key, KpiBucket(start=key)).counts.merge(counts)
         totals.merge(counts)
-    by_reason: Counter[str] = Counter()
-    by_drug: Counter[str] = Counter()
-    by_rule: Counter[str] = Counter()
-    for reason_code, drug, rule_keys in overrides:
-        by_reason[reason_code or "unknown"] += 1
-        by_drug[drug or "unknown"] += 1
-        for key in rule_keys or ():
-            by_rule[str(key)] += 1
     overridable = totals.blocks + totals.warnings
     return KpiReport(
         range=kpi_range,
         timezone=timezone,
         totals=totals,
         override_rate=round(totals.overrides / overridable, 4) if overridable else None,
-        overrides_by_reason=dict(sorted(by_reason.items())),
-        overrides_by_drug=dict(sorted(by_drug.items())),
-        overrides_by_rule=dict(sorted(by_rule.items())),
+        overrides_by_reason=dict(sorted(tally.by_reason.items())),
+        overrides_by_drug=dict(sorted(tally.by_drug.items())),
+        overrides_by_rule=dict(sorted(tally.by_rule.items())),
         blocks_resolved=len(resolutions),
         median_block_resolution_seconds=(
             round(statistics.median(resolutions), 3) if resolutions else None

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import csv
 import io
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from httpx import AsyncClient
 from sqlalchemy import func, select
@@ -384,3 +386,67 @@ async def test_bad_range_and_wrong_role_when_asked_are_refused_with_a_problem(
         body = assert_problem(response, 422, "validation_failed")
         assert field in {e["field"] for e in body["errors"]}
     assert clinician.status_code == 403
+
+
+async def test_ranges_when_cut_anywhere_equal_a_count_by_hand(
+    container: Container, client: AsyncClient
+) -> None:
+    """Random events around a DST change; whole days come from the rollup and partial days from
+    the events — every range, by date or by instant, must equal counting the events by hand."""
+    lead = await org_in(container, client, "kpi-hand", "America/New_York")
+    org = lead.member.organization_id
+    zone = ZoneInfo("America/New_York")
+    rng = random.Random(20261101)
+    base = datetime(2026, 10, 30, tzinfo=UTC)
+    events: list[tuple[datetime, str]] = []
+    for _n in range(120):
+        at = base + timedelta(minutes=rng.randrange(5 * 24 * 60))
+        events.append((at, rng.choice(["PASS", "WARN", "BLOCK", "ATTEST"])))
+    await publish(
+        container,
+        org,
+        [
+            evaluation(org, at.isoformat(), outcome, f"h{n}")
+            for n, (at, outcome) in enumerate(events)
+        ],
+    )
+    ranges: list[tuple[str, str, datetime, datetime]] = [
+        (
+            "2026-10-31",
+            "2026-11-02",
+            datetime(2026, 10, 31, 4, tzinfo=UTC),
+            datetime(2026, 11, 3, 5, tzinfo=UTC),
+        ),
+    ]
+    for _ in range(6):
+        start = base + timedelta(minutes=rng.randrange(4 * 24 * 60))
+        end = start + timedelta(minutes=rng.randrange(1, 2 * 24 * 60))
+        ranges.append((start.isoformat(), end.isoformat(), start, end))
+
+    for raw_from, raw_to, start, end in ranges:
+        body = await kpi(client, lead, **{"from": raw_from, "to": raw_to})
+
+        inside = [(at, outcome) for at, outcome in events if start <= at < end]
+        by_day: dict[str, int] = {}
+        for at, _ in inside:
+            day = at.astimezone(zone).date().isoformat()
+            by_day[day] = by_day.get(day, 0) + 1
+        assert body["evaluations"] == len(inside), (raw_from, raw_to)
+        assert body["blocks"] == sum(1 for _, o in inside if o == "BLOCK")
+        assert body["warnings"] == sum(1 for _, o in inside if o == "WARN")
+        assert {d: n for d, n in series(body).items() if n} == by_day, (raw_from, raw_to)
+
+
+async def test_resolution_when_the_approval_is_counted_before_its_block_is_still_measured(
+    container: Container, client: AsyncClient
+) -> None:
+    lead = await org_in(container, client, "kpi-order", "UTC")
+    org = lead.member.organization_id
+    # Two workers may deliver the approval first: the block's projection fills in the time.
+    await publish(container, org, [overridden(org, "2026-11-05T12:00:00+00:00", "b1", "other")])
+    await publish(container, org, [evaluation(org, "2026-11-05T11:00:00+00:00", "BLOCK", "b1")])
+
+    body = await kpi(client, lead, **{"from": "2026-11-05", "to": "2026-11-05"})
+
+    assert (body["blocks"], body["overrides"], body["blocks_resolved"]) == (1, 1, 1)
+    assert body["median_block_resolution_seconds"] == 3600.0
