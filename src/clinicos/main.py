@@ -13,6 +13,7 @@ from clinicos.cds.hooks.routes import router as cds_hooks_router
 from clinicos.cds.override_routes import router as cds_override_router
 from clinicos.cds.routes import router as cds_router
 from clinicos.config import Settings, load_settings
+from clinicos.governance.dsr_routes import router as governance_dsr_router
 from clinicos.governance.routes import router as governance_router
 from clinicos.identity.keyring import ensure_active_key
 from clinicos.identity.routes import router as identity_router
@@ -118,6 +119,7 @@ def create_app(
     app.include_router(ops_router)
     app.include_router(identity_router)
     app.include_router(governance_router)
+    app.include_router(governance_dsr_router)
     app.include_router(cds_router)
     app.include_router(cds_override_router)
     app.include_router(cds_hooks_router)

@@ -21,6 +21,7 @@ from clinicos.governance.consent import (
     require_consent,
     superseded,
 )
+from clinicos.governance.dsr import under_legal_hold
 from clinicos.governance.errors import InvalidAuditValue
 from clinicos.governance.flags import FLAGS, flag_enabled
 from clinicos.governance.models import AuditEvent
@@ -42,5 +43,6 @@ __all__ = [
     "record_audit",
     "require_consent",
     "superseded",
+    "under_legal_hold",
     "verify_audit_chain",
 ]

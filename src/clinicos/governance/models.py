@@ -12,13 +12,17 @@ from sqlalchemy import (
     CheckConstraint,
     Date,
     Float,
+    ForeignKey,
     Index,
+    Integer,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
 from clinicos.platform.db.base import Base, UTCDateTime
+from clinicos.platform.phi import ENCRYPTED_COLUMN
 
 
 class AuditEvent(Base):
@@ -183,3 +187,100 @@ class KpiDaily(Base):
 
 # -- data-subject requests and legal holds (LGPD Art. 18, GDPR Art. 15-20) ----------------------
 
+
+class DataSubjectRequest(Base):
+    """One request of a patient to exercise a data-subject right: ``access`` (a report of
+    everything held), ``correction`` (of one demographics field or clinical entry),
+    ``portability`` (a machine-readable export) or ``erasure`` (of what the law lets us erase).
+
+    ``status``: received → in_progress → completed | rejected (a correction turned down) |
+    refused (an erasure blocked by a legal hold or a legal retention). ``deadline_at`` is
+    ``received_at`` + 15 days (LGPD Art. 19 II). The patient is records' patient, by id.
+    A correction's proposed value, the patient's reason and the decision's note are free text
+    about the patient: encrypted at rest like the record's own PHI. ``categories`` (erasure)
+    and ``result`` hold codes and counts only. Every step is a ``DataSubjectRequestStep`` row."""
+
+    __tablename__ = "data_subject_request"
+    __table_args__ = (
+        Index(
+            "ix_data_subject_request_org_status_deadline",
+            "organization_id",
+            "status",
+            "deadline_at",
+        ),
+        Index(
+            "ix_data_subject_request_org_patient_received",
+            "organization_id",
+            "patient_id",
+            "received_at",
+        ),
+        CheckConstraint(
+            "kind IN ('access', 'correction', 'portability', 'erasure')", name="kind_known"
+        ),
+        CheckConstraint(
+            "status IN ('received', 'in_progress', 'completed', 'rejected', 'refused')",
+            name="status_known",
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(36))
+    patient_id: Mapped[str] = mapped_column(String(36))
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(16))
+    received_by: Mapped[str] = mapped_column(String(36))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    deadline_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    handled_by: Mapped[str | None] = mapped_column(String(36))
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    outcome_code: Mapped[str | None] = mapped_column(String(64))
+    correction_target: Mapped[str | None] = mapped_column(String(32))
+    correction_entry_id: Mapped[str | None] = mapped_column(String(36))
+    correction_field: Mapped[str | None] = mapped_column(String(32))
+    proposed_value: Mapped[str | None] = mapped_column(Text, info=dict(ENCRYPTED_COLUMN))
+    request_reason: Mapped[str | None] = mapped_column(Text, info=dict(ENCRYPTED_COLUMN))
+    decision_note: Mapped[str | None] = mapped_column(Text, info=dict(ENCRYPTED_COLUMN))
+    categories: Mapped[list[str] | None] = mapped_column(JSON)
+    result: Mapped[dict[str, object] | None] = mapped_column(JSON)
+    version: Mapped[int] = mapped_column(Integer)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class DataSubjectRequestStep(Base):
+    """One step in a request's history (append-only): who did what, when, and the status it
+    left the request in. ``note_code`` is a code (``legal_hold``, ``accepted`` …), never text."""
+
+    __tablename__ = "data_subject_request_step"
+    __table_args__ = (UniqueConstraint("request_id", "seq"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(36))
+    request_id: Mapped[str] = mapped_column(String(36), ForeignKey("data_subject_request.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor_id: Mapped[str] = mapped_column(String(36))
+    action: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    note_code: Mapped[str | None] = mapped_column(String(64))
+
+
+class LegalHold(Base):
+    """A legal hold on one patient's data, placed and lifted by an administrator with a reason
+    code (and a case reference, an id — never free text): while any hold of the patient is not
+    lifted, erasure is refused. Lifting sets ``lifted_*``; the row stays as the history."""
+
+    __tablename__ = "legal_hold"
+    __table_args__ = (Index("ix_legal_hold_org_patient", "organization_id", "patient_id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(36))
+    patient_id: Mapped[str] = mapped_column(String(36))
+    reason_code: Mapped[str] = mapped_column(String(32))
+    reference: Mapped[str | None] = mapped_column(String(100))
+    placed_by: Mapped[str] = mapped_column(String(36))
+    placed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    lifted_by: Mapped[str | None] = mapped_column(String(36))
+    lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lift_reason_code: Mapped[str | None] = mapped_column(String(32))

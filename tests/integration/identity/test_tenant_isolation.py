@@ -26,6 +26,7 @@ from clinicos.bootstrap import Container, all_models_metadata
 from clinicos.identity.models import USER_ACTIVE, AuthSession, UserAccount
 from clinicos.main import create_app
 from tests.integration.governance.isolation_consent import CONSENT_ID_ROUTE_CASES
+from tests.integration.governance.isolation_dsr import DSR_ID_ROUTE_CASES
 from tests.integration.interop.isolation_fhir import FHIR_ID_ROUTE_CASES
 from tests.integration.records.isolation_clinical import CLINICAL_ID_ROUTE_CASES
 from tests.integration.records.isolation_notes import NOTE_ID_ROUTE_CASES
@@ -200,6 +201,7 @@ ID_ROUTE_CASES.update(NOTE_ID_ROUTE_CASES)
 ID_ROUTE_CASES.update(CLINICAL_ID_ROUTE_CASES)
 ID_ROUTE_CASES.update(FHIR_ID_ROUTE_CASES)
 ID_ROUTE_CASES.update(CONSENT_ID_ROUTE_CASES)
+ID_ROUTE_CASES.update(DSR_ID_ROUTE_CASES)
 # Parameterised routes whose parameter names no tenant's object, and where else their
 # per-organization scoping is proved.
 NOT_OBJECT_ROUTES: dict[tuple[str, str], str] = {

@@ -1,0 +1,83 @@
+"""Data-subject rights (LGPD Art. 18, GDPR Art. 15-20): requests tracked with status, deadline
+and history; the access report, portability export, erasure and corrections; legal holds."""
+
+from clinicos.governance.dsr.fulfil import (
+    AccessReport,
+    ErasureResult,
+    LegalHoldActive,
+    LegalRetention,
+    access_report,
+    decide_correction,
+    erase,
+    portability_export,
+)
+from clinicos.governance.dsr.holds import (
+    HoldView,
+    lift_hold,
+    patient_holds,
+    place_hold,
+    under_legal_hold,
+)
+from clinicos.governance.dsr.policy import (
+    CATEGORIES,
+    CHANNELS,
+    ERASURE_CATEGORIES,
+    HOLD_REASONS,
+    KINDS,
+    LANGUAGES,
+    LIFT_REASONS,
+    RESPONSE_DAYS,
+    STATUSES,
+    deadline_for,
+)
+from clinicos.governance.dsr.ports import DsrContext, DsrPorts
+from clinicos.governance.dsr.requests import (
+    Correction,
+    RequestClosed,
+    RequestFilter,
+    RequestPage,
+    RequestView,
+    StepView,
+    WrongRequestKind,
+    list_requests,
+    read_request,
+    submit_request,
+)
+
+__all__ = [
+    "CATEGORIES",
+    "CHANNELS",
+    "ERASURE_CATEGORIES",
+    "HOLD_REASONS",
+    "KINDS",
+    "LANGUAGES",
+    "LIFT_REASONS",
+    "RESPONSE_DAYS",
+    "STATUSES",
+    "AccessReport",
+    "Correction",
+    "DsrContext",
+    "DsrPorts",
+    "ErasureResult",
+    "HoldView",
+    "LegalHoldActive",
+    "LegalRetention",
+    "RequestClosed",
+    "RequestFilter",
+    "RequestPage",
+    "RequestView",
+    "StepView",
+    "WrongRequestKind",
+    "access_report",
+    "deadline_for",
+    "decide_correction",
+    "erase",
+    "lift_hold",
+    "list_requests",
+    "patient_holds",
+    "place_hold",
+    "portability_export",
+    "read_request",
+    "submit_request",
+    "under_legal_hold",
+]
