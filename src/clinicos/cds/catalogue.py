@@ -110,6 +110,12 @@ def effective_version(base_version: str, overlay_sha256: str | None) -> str:
 _PARSED: dict[tuple[str, str, str, str | None], RulePack] = {}
 
 
+def parsed_pack(packaged: PackagedPack, overlay_sha256: str | None) -> RulePack | None:
+    """The pack ``build_pack`` already parsed for this content and overlay hash, if any (so a
+    caller may skip loading the overlay document)."""
+    return _PARSED.get((packaged.id, packaged.version, packaged.sha256, overlay_sha256))
+
+
 def build_pack(packaged: PackagedPack, overlay: CanonicalOverlay | None = None) -> RulePack:
     """The pack to evaluate with (overlay merged by the engine), parsed once per process."""
     key = (packaged.id, packaged.version, packaged.sha256, overlay.sha256 if overlay else None)

@@ -292,7 +292,19 @@ async def active_rule_pack(uow: SqlUnitOfWork, *, production: bool) -> RulePack:
     the activated content must still carry its approval (an edited file has lost it).
     """
     organization_id = uow.organization_id
-    row = await uow.session.get(CdsPackActivation, organization_id) if organization_id else None
+    row = None
+    if organization_id:
+        # Every evaluation reads this: the columns only, not the ORM row and its overlay
+        # document, which is loaded only when this process has not parsed that overlay yet.
+        row = (
+            await uow.session.execute(
+                select(
+                    CdsPackActivation.pack_id,
+                    CdsPackActivation.pack_version,
+                    CdsPackActivation.overlay_sha256,
+                ).where(CdsPackActivation.organization_id == organization_id)
+            )
+        ).first()
     if row is None:
         if production:
             raise _not_active("no approved rule pack is active for this organization")
@@ -305,10 +317,20 @@ async def active_rule_pack(uow: SqlUnitOfWork, *, production: bool) -> RulePack:
         status = approval_status(entry, packaged)
         if status != APPROVED:
             raise _not_active(f"the active rule pack {row.pack_id} {row.pack_version} is {status}")
+    if row.overlay_sha256 is None:
+        return catalogue.build_pack(packaged)
+    parsed = catalogue.parsed_pack(packaged, row.overlay_sha256)
+    if parsed is not None:
+        return parsed
+    document = await uow.session.scalar(
+        select(CdsPackActivation.overlay).where(
+            CdsPackActivation.organization_id == organization_id
+        )
+    )
     overlay = None
-    if row.overlay is not None and row.overlay_sha256 is not None:
+    if document is not None:
         overlay = CanonicalOverlay(
-            data=row.overlay,
+            data=document,
             sha256=row.overlay_sha256,
             base_id=row.pack_id,
             base_version=row.pack_version,

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from clinicos.config import IdentitySettings, Settings
 from clinicos.identity.keyring import CodecCache, NoActiveKey, ensure_active_key, load_codec
 from clinicos.identity.passwords import Passwords
-from clinicos.identity.tokens import TokenCodec
+from clinicos.identity.tokens import TokenCodec, VerifiedTokenCache
 from clinicos.kernel.clock import Clock
 from clinicos.kernel.errors import ServiceUnavailable
 from clinicos.platform.crypto import SealBroken, SecretBox
@@ -26,6 +26,7 @@ class IdentityRuntime:
     signing_box: SecretBox
     totp_box: SecretBox
     codecs: CodecCache = field(default_factory=CodecCache)
+    verified_tokens: VerifiedTokenCache = field(default_factory=VerifiedTokenCache)
 
     async def codec(self, *, refresh_if_older_than: float | None = None) -> TokenCodec:
         """The process's token codec. ``refresh_if_older_than``: reload when the cached keys

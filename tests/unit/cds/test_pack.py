@@ -62,6 +62,19 @@ def test_pack_packaged_default_loads_with_every_engine_key() -> None:
     assert pack.drugs["apixaban"].rxnorm == ("1364430",)
 
 
+def test_pack_index_holds_the_packs_tables_and_compares_by_content() -> None:
+    pack = load_rule_pack()
+    index = pack.index
+
+    assert index.thresholds["beers_age_min_years"] == pack.thresholds.beers_age_min_years.value
+    assert index.lists["anticoagulants"] == frozenset(pack.drug_lists.anticoagulants.members)
+    assert index.messages["crcl_below_15"] == pack.rules["crcl_below_15"].messages.model_dump()
+    assert list(index.rule_order) == list(pack.rules)
+    assert index == load_rule_pack().index  # equal packs stay equal (pydantic compares it)
+    assert index != "not an index"
+    assert pack.drug_list("anticoagulants") is index.lists["anticoagulants"]
+
+
 def test_pack_unknown_version_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown rule pack version"):
         load_rule_pack("9.9.9")

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from clinicos.cds.engine import keys
 from clinicos.cds.engine.inputs import Facts, Order
-from clinicos.cds.engine.pack import RulePack
+from clinicos.cds.engine.pack import PackIndex, RulePack
 from clinicos.cds.engine.renal import Creatinine, cockcroft_gault, is_stale
 
 
@@ -35,6 +35,7 @@ class Context:
     """Everything a check may read; built once per evaluation."""
 
     pack: RulePack
+    index: PackIndex
     order: Order
     age_years: int
     is_doac: bool
@@ -53,14 +54,14 @@ class Context:
         return self.order.indication
 
     def threshold(self, name: str) -> Decimal:
-        return self.pack.threshold(name)
+        return self.index.thresholds[name]
 
     def has_any(self, list_name: str) -> bool:
         """True when any other medication is on the named pack list."""
-        return not self.medications.isdisjoint(self.pack.drug_list(list_name))
+        return not self.medications.isdisjoint(self.index.lists[list_name])
 
     def is_order(self, dose_mg: str, frequency: str) -> bool:
-        return self.order.dose_mg == Decimal(dose_mg) and self.order.frequency == frequency
+        return self.order.frequency == frequency and self.order.dose_mg == _decimal(dose_mg)
 
     @property
     def below_crcl_floor(self) -> bool:
@@ -70,6 +71,17 @@ class Context:
             and self.renal is not None
             and self.renal.crcl < self.threshold("crcl_block_below")
         )
+
+
+_DECIMALS: dict[str, Decimal] = {}
+
+
+def _decimal(text: str) -> Decimal:
+    """Decimal(text), parsed once per literal (the checks compare with a few fixed doses)."""
+    value = _DECIMALS.get(text)
+    if value is None:
+        value = _DECIMALS[text] = Decimal(text)
+    return value
 
 
 def _creatinine(facts: Facts) -> Creatinine | None:
@@ -83,8 +95,9 @@ def _creatinine(facts: Facts) -> Creatinine | None:
 def _gates(facts: Facts, has_scr: bool, pack: RulePack, as_of: date) -> tuple[str, ...]:
     """doac-rules.md 0.4 [policy]: SCr <=90 days, weight <=180 days, DOAC orders only."""
     gates: list[str] = []
-    scr_window = pack.threshold("creatinine_max_age_days")
-    weight_window = pack.threshold("weight_max_age_days")
+    thresholds = pack.index.thresholds
+    scr_window = thresholds["creatinine_max_age_days"]
+    weight_window = thresholds["weight_max_age_days"]
     if not has_scr:
         gates.append(keys.CREATININE_MISSING)
     elif is_stale(facts.creatinine_measured_at, as_of, scr_window):
@@ -116,6 +129,7 @@ def build_context(facts: Facts, order: Order, pack: RulePack, as_of: date) -> Co
         renal = Renal(crcl=crcl, weight_kg=facts.weight_kg, creatinine=creatinine)
     return Context(
         pack=pack,
+        index=pack.index,
         order=order,
         age_years=age,
         is_doac=is_doac,

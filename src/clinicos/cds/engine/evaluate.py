@@ -56,8 +56,7 @@ def evaluate(
 
 def _reasons(context: Context, findings: list[Finding]) -> tuple[Reason, ...]:
     """One reason per fired key, most severe first, then in the pack's rule order."""
-    pack = context.pack
-    order_of = {key: index for index, key in enumerate(pack.rules)}
+    order_of = context.index.rule_order
     unique = {finding.key: finding for finding in findings}
     reasons = [_reason(context, finding) for finding in unique.values()]
     return tuple(sorted(reasons, key=lambda r: (-SEVERITY_RANK[r.severity], order_of[r.key])))
@@ -71,7 +70,7 @@ def _reason(context: Context, finding: Finding) -> Reason:
     return Reason(
         key=finding.key,
         severity=rule.severity,
-        messages=rule.messages.model_dump(),
+        messages=dict(context.index.messages[finding.key]),
         source=rule.source,
         policy=rule.policy,
         suggestion=suggestion,
@@ -79,7 +78,7 @@ def _reason(context: Context, finding: Finding) -> Reason:
 
 
 def _suggestion(context: Context, dose_mg: Decimal, frequency: str) -> Suggestion:
-    template = context.pack.suggestion_template.model_dump()
+    template = context.index.suggestion_template
     dose_text = format(dose_mg.normalize(), "f")
     drug = context.order.drug
     text = {

@@ -119,6 +119,41 @@ class Regimen(StrictModel):
     frequency: Frequency
 
 
+class PackIndex:
+    """Plain look-up tables built once per pack, for the engine's per-evaluation reads.
+
+    Reading a pydantic private attribute goes through ``BaseModel.__getattr__`` and a frozen
+    model's nested fields cost a call each; these dicts are what every evaluation reads
+    instead (the pack is immutable, so they never go stale)."""
+
+    __slots__ = ("lists", "messages", "rule_order", "suggestion_template", "thresholds")
+
+    def __init__(self, pack: RulePack) -> None:
+        self.thresholds: dict[str, Decimal] = {
+            name: getattr(pack.thresholds, name).value for name in Thresholds.model_fields
+        }
+        self.lists: dict[str, frozenset[str]] = {
+            name: frozenset(getattr(pack.drug_lists, name).members)
+            for name in DrugLists.model_fields
+        }
+        self.rule_order: dict[str, int] = {key: index for index, key in enumerate(pack.rules)}
+        self.messages: dict[str, dict[str, str]] = {
+            key: rule.messages.model_dump() for key, rule in pack.rules.items()
+        }
+        self.suggestion_template: dict[str, str] = pack.suggestion_template.model_dump()
+
+    def _tables(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        # Pydantic compares private attributes too: equal packs have equal tables.
+        if not isinstance(other, PackIndex):
+            return NotImplemented
+        return self._tables() == other._tables()
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 class RulePack(StrictModel):
     """A versioned, reviewable rule pack; the engine's only source of keys and thresholds."""
 
@@ -135,7 +170,7 @@ class RulePack(StrictModel):
     regimens: dict[Drug, dict[Indication, tuple[Regimen, ...]]]
     rules: dict[str, Rule]
 
-    _lists: dict[str, frozenset[str]] = PrivateAttr(default_factory=dict)
+    _index: PackIndex | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _check_consistency(self) -> RulePack:
@@ -146,17 +181,21 @@ class RulePack(StrictModel):
         return self
 
     def model_post_init(self, context: Any, /) -> None:
-        for name in DrugLists.model_fields:
-            self._lists[name] = frozenset(getattr(self.drug_lists, name).members)
+        self._index = PackIndex(self)
+
+    @property
+    def index(self) -> PackIndex:
+        """The pack's look-up tables (built with the pack)."""
+        index: PackIndex = self.__pydantic_private__["_index"]  # type: ignore[index]
+        return index
 
     def threshold(self, name: str) -> Decimal:
         """The value of a named threshold (see Thresholds for the names)."""
-        value: Decimal = getattr(self.thresholds, name).value
-        return value
+        return self.index.thresholds[name]
 
     def drug_list(self, name: str) -> frozenset[str]:
         """The members of a named drug list (see DrugLists for the names)."""
-        return self._lists[name]
+        return self.index.lists[name]
 
     @property
     def is_approved(self) -> bool:

@@ -3,12 +3,13 @@ turning an access token back into an Actor."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, select, update
 
 from clinicos.identity.errors import (
     InvalidCredentials,
@@ -478,41 +479,72 @@ async def authenticate(
     Beyond the signature, the session must still be open and the user active, so logout,
     disabling and password changes take effect at once, not when the token expires."""
     now = runtime.clock.now()
+    cache = runtime.verified_tokens
     try:
+        # The signature check is cached per token (VerifiedTokenCache: expiry still applies,
+        # key reloads start afresh); the session, user and roles below are read every time.
         claims = await _with_current_keys(
-            runtime, lambda codec: codec.verify_access(access_token, now=now)
+            runtime,
+            lambda codec: cache.verify(
+                codec,
+                access_token,
+                now=now,
+                check=lambda: codec.verify_access(access_token, now=now),
+            ),
         )
     except TokenInvalid as exc:
         raise InvalidToken() from exc
     async with uows() as uow:
-        row = (
+        # One statement: the session, its user's status and the user's roles in the session's
+        # organization (one row per role; a member with no role left gives one row, role NULL).
+        rows = (
             await uow.session.execute(
-                select(AuthSession, UserAccount)
+                select(
+                    AuthSession.user_id,
+                    AuthSession.organization_id,
+                    AuthSession.expires_at,
+                    AuthSession.revoked_at,
+                    UserAccount.status,
+                    Membership.role,
+                )
                 .join(UserAccount, UserAccount.id == AuthSession.user_id)
+                .outerjoin(
+                    Membership,
+                    and_(
+                        Membership.user_id == AuthSession.user_id,
+                        Membership.organization_id == AuthSession.organization_id,
+                    ),
+                )
                 .where(AuthSession.id == claims.session_id)
             )
-        ).first()
-        if row is None:
-            raise InvalidToken()
-        session, user = row
-        if (
-            session.revoked_at is not None
-            or session.expires_at <= now
-            or user.status != USER_ACTIVE
-            or session.user_id != claims.user_id
-            or session.organization_id != claims.organization_id
-        ):
-            raise InvalidToken()
-        # Roles are read fresh, so a revoked role stops working before the token expires.
-        roles = await roles_in(uow, user.id, session.organization_id)
+        ).all()
+    if not rows:
+        raise InvalidToken()
+    user_id, organization_id, expires_at, revoked_at, status, _ = rows[0]
+    if (
+        revoked_at is not None
+        or expires_at <= now
+        or status != USER_ACTIVE
+        or user_id != claims.user_id
+        or organization_id != claims.organization_id
+    ):
+        raise InvalidToken()
+    # Roles are read fresh, so a revoked role stops working before the token expires.
+    roles = frozenset(row.role for row in rows if row.role is not None)
     if not roles:
         raise InvalidToken()
     actor = Actor(
-        user_id=user.id,
-        organization_id=session.organization_id,
+        user_id=user_id,
+        organization_id=organization_id,
         roles=roles,
-        permissions=frozenset(p.value for p in permissions_for(roles)),
-        session_id=session.id,
+        permissions=_permissions(roles),
+        session_id=claims.session_id,
         request_id=request_id,
     )
     return actor, claims.scope
+
+
+@functools.lru_cache(maxsize=256)
+def _permissions(roles: frozenset[str]) -> frozenset[str]:
+    """The permission names a set of roles grants (the matrix is code: fixed per process)."""
+    return frozenset(p.value for p in permissions_for(roles))

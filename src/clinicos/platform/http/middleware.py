@@ -69,7 +69,12 @@ class RequestContextMiddleware:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         HTTP_IN_FLIGHT.inc()
         started = time.perf_counter()
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())}
+        # Only a configured tracer reads them (trace context propagation).
+        headers = (
+            {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())}
+            if self.tracing.enabled
+            else {}
+        )
         try:
             with self.tracing.server_span(method, headers) as span:
                 try:

@@ -73,7 +73,8 @@ def check_labelled_regimen(ctx: Context) -> list[Finding]:
     regimens = ctx.pack.regimens[ctx.order.drug].get(ctx.order.indication)
     if regimens is None:
         return [Finding(keys.INDICATION_NOT_LABELED_US)]
-    labelled = any(ctx.is_order(str(r.dose_mg), r.frequency) for r in regimens)
+    dose_mg, frequency = ctx.order.dose_mg, ctx.order.frequency
+    labelled = any(r.dose_mg == dose_mg and r.frequency == frequency for r in regimens)
     # A12: apixaban 2.5 mg BID for vte_treatment is the halved 5 mg when an inhibitor is taken.
     if labelled or inhibitor_halved_vte_dose(ctx):
         return []
