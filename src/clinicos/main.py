@@ -17,6 +17,7 @@ from clinicos.governance.dsr_routes import router as governance_dsr_router
 from clinicos.governance.routes import router as governance_router
 from clinicos.identity.keyring import ensure_active_key
 from clinicos.identity.routes import router as identity_router
+from clinicos.interop.research_routes import router as interop_research_router
 from clinicos.interop.routes import install as install_fhir
 from clinicos.platform.db.schema import SchemaStatus
 from clinicos.platform.http.middleware import install_middleware
@@ -126,5 +127,6 @@ def create_app(
     app.include_router(records_router)
     app.include_router(records_clinical_router)
     install_fhir(app)
+    app.include_router(interop_research_router)
     app.include_router(records_note_router)
     return app

@@ -120,7 +120,17 @@ from clinicos.records.services.patients import (
     search_patients,
     update_patient,
 )
-from clinicos.records.services.terminology import LOINC
+from clinicos.records.services.research import (
+    ResearchCondition,
+    ResearchCriteria,
+    ResearchMedication,
+    ResearchObservation,
+    ResearchRows,
+    ResearchSubject,
+    research_candidates,
+    research_rows,
+)
+from clinicos.records.services.terminology import LOINC, is_loinc_code
 
 __all__ = [
     "ALLERGY_CODE_SYSTEMS",
@@ -172,6 +182,12 @@ __all__ = [
     "PrescriptionRefused",
     "PrescriptionStatus",
     "RecordNotFound",
+    "ResearchCondition",
+    "ResearchCriteria",
+    "ResearchMedication",
+    "ResearchObservation",
+    "ResearchRows",
+    "ResearchSubject",
     "StatementFields",
     "StatementStatus",
     "SubjectRecord",
@@ -199,6 +215,7 @@ __all__ = [
     "get_observation",
     "get_patient",
     "get_prescription",
+    "is_loinc_code",
     "issue_prescription",
     "latest_observations",
     "list_allergies",
@@ -219,6 +236,8 @@ __all__ = [
     "record_observation",
     "register_patient",
     "require_patient",
+    "research_candidates",
+    "research_rows",
     "restate_prescription",
     "search_patients",
     "update_allergy",
