@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -14,6 +15,7 @@ from clinicos.cds.hooks import models as cds_hooks_models
 from clinicos.config import Settings
 from clinicos.governance import models as governance_models
 from clinicos.governance.handlers import register_governance_handlers
+from clinicos.governance.retention import retention_job
 from clinicos.identity import models as identity_models
 from clinicos.identity.runtime import IdentityRuntime, build_identity_runtime
 from clinicos.kernel.clock import Clock, SystemClock
@@ -50,15 +52,25 @@ def register_handlers(registry: HandlerRegistry) -> None:
     register_governance_handlers(registry)
 
 
-def register_jobs(registry: JobRegistry, settings: Settings) -> None:
+def register_jobs(
+    registry: JobRegistry, settings: Settings, uows: Callable[[str | None], SqlUnitOfWork]
+) -> None:
     """Every scheduled job is registered here, in one place."""
     retention = timedelta(days=settings.outbox.retention_days)
 
     async def purge(uow: SqlUnitOfWork) -> None:
         await purge_delivered_outbox(uow, retention=retention)
 
+    async def data_retention(uow: SqlUnitOfWork) -> None:
+        # Many transactions (one per batch), so it opens its own units of work.
+        _ = uow
+        await retention_job(uows, settings.retention)
+
     registry.register(
         ScheduledJob(name="outbox.purge_delivered", interval=timedelta(hours=1), run=purge)
+    )
+    registry.register(
+        ScheduledJob(name="governance.retention", interval=timedelta(days=1), run=data_retention)
     )
 
 
@@ -121,6 +133,6 @@ def build_container(
         phi=PhiKeyring.from_settings(settings),
     )
     register_handlers(container.handlers)
-    register_jobs(container.jobs, settings)
+    register_jobs(container.jobs, settings, container.uow)
     all_models_metadata()
     return container

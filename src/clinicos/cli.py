@@ -805,7 +805,12 @@ def audit_verify(
     broken = False
     for label, r in _run_use_case(_verify):
         if r.ok:
-            typer.echo(f"ok   {label}: {r.rows_checked} rows")
+            purged = (
+                f" (rows 1-{r.purged_through_seq} purged by retention)"
+                if r.purged_through_seq
+                else ""
+            )
+            typer.echo(f"ok   {label}: {r.rows_checked} rows{purged}")
         else:
             broken = True
             typer.echo(
@@ -813,6 +818,28 @@ def audit_verify(
                 f"({r.reason})"
             )
     if broken:
+        raise typer.Exit(1)
+
+
+retention_app = typer.Typer(help="data retention", no_args_is_help=True)
+app.add_typer(retention_app, name="retention")
+
+
+@retention_app.command("run")
+def retention_run() -> None:
+    """Purge what is past retention now (the worker also does it daily); one line per clinic;
+    exit 1 when a clinic's run failed (what it did is kept and reported)."""
+    from clinicos.governance.retention import RetentionRunView, run_retention
+
+    async def _run(c: Container) -> list[RetentionRunView]:
+        return await run_retention(uows=c.uow, policy=c.settings.retention)
+
+    views = _run_use_case(_run)
+    for view in views:
+        counts = ", ".join(f"{k} {n}" for k, n in view.purged.items())
+        problem = f" ({view.error})" if view.error else ""
+        typer.echo(f"{view.status:9} {view.organization_id}: purged {counts}{problem}")
+    if any(v.status == "failed" for v in views):
         raise typer.Exit(1)
 
 

@@ -286,6 +286,50 @@ class CdsSettings(BaseModel):
         return value
 
 
+# The shortest audit retention anyone may configure, also enforced inside PostgreSQL by the
+# purge function (migration 0015): our floor, so a misconfiguration or a compromised app role
+# cannot erase recent evidence.
+AUDIT_RETENTION_FLOOR_DAYS = 365
+
+
+class RetentionSettings(BaseModel):
+    """How long each category of operational data is kept before the daily retention job purges
+    it (docs/contexts/governance.md, "Retention"). Clinical records are not here: they are kept
+    for their legal retention and never purged by this job."""
+
+    audit_days: int = Field(
+        default=2192,
+        ge=AUDIT_RETENTION_FLOOR_DAYS,
+        description=(
+            "Audit trail rows older than this are purged (the chain keeps an anchor so it still "
+            "verifies). Default 6 years: HIPAA 45 CFR 164.316(b)(2)(i); never below 365 days."
+        ),
+    )
+    governance_events_days: int = Field(
+        default=1827,
+        ge=365,
+        description=(
+            "Decision-support events counted for the KPIs (`governance_kpi_event`) older than "
+            "this are purged; the daily counts (no ids) stay. Default 5 years (our policy)."
+        ),
+    )
+    auth_days: int = Field(
+        default=90,
+        ge=1,
+        description=(
+            "Sign-in sessions that ended (expired or revoked) and used or expired account "
+            "tokens are deleted this long after they ended. Default 90 days (our policy); the "
+            "sign-in events themselves are audit rows."
+        ),
+    )
+    batch_size: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Rows purged per transaction: a failed run keeps what it finished.",
+    )
+
+
 # PHI keys are 256-bit AES-GCM / HMAC-SHA256 keys, given as base64 (standard or URL-safe).
 PHI_KEY_BYTES = 32
 
@@ -575,6 +619,9 @@ class Settings(BaseSettings):
         default=PhiSettings(), description="PHI field-encryption and blind-index keys."
     )
     cds: CdsSettings = Field(default=CdsSettings(), description="Decision support overrides.")
+    retention: RetentionSettings = Field(
+        default=RetentionSettings(), description="How long operational data is kept."
+    )
     demo_password: SecretStr | None = Field(
         default=None,
         description=(

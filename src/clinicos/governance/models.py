@@ -284,3 +284,39 @@ class LegalHold(Base):
     lifted_by: Mapped[str | None] = mapped_column(String(36))
     lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     lift_reason_code: Mapped[str | None] = mapped_column(String(32))
+
+
+class AuditChainAnchor(Base):
+    """Where a chain starts after retention purged its oldest rows: the last purged row's seq
+    and hash. Verification starts from here; written only by the purge (on PostgreSQL by the
+    ``governance_purge_audit`` function, never by the app role directly)."""
+
+    __tablename__ = "audit_chain_anchor"
+
+    chain_key: Mapped[str] = mapped_column(String(36), primary_key=True)
+    purged_through_seq: Mapped[int] = mapped_column(BigInteger)
+    anchor_hash: Mapped[str] = mapped_column(String(64))
+    purged_rows: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RetentionRun(Base):
+    """One organization's part of one retention run: what it purged per category, and the
+    cutoffs it used. ``running`` until it ends; a run that failed says so (``error`` is a code,
+    never data) and the next run carries on — deletion is by cutoff, so nothing is purged
+    twice and nothing already purged is counted again."""
+
+    __tablename__ = "retention_run"
+    __table_args__ = (
+        Index("ix_retention_run_organization_id_started_at", "organization_id", "started_at"),
+        CheckConstraint("status IN ('running', 'completed', 'failed')", name="status_known"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(36))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    status: Mapped[str] = mapped_column(String(16))
+    purged: Mapped[dict[str, int]] = mapped_column(JSON)
+    cutoffs: Mapped[dict[str, str]] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(String(200), default=None)

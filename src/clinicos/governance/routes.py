@@ -12,6 +12,7 @@ from clinicos.governance.audit import list_audit_events, record_audit, verify_au
 from clinicos.governance.consent import consent_overview, record_consent
 from clinicos.governance.flags import list_flags, set_flag
 from clinicos.governance.kpi import KpiReport, kpi_report
+from clinicos.governance.retention import list_retention_runs
 from clinicos.governance.schemas import (
     AuditEventPage,
     AuditEventRead,
@@ -23,6 +24,7 @@ from clinicos.governance.schemas import (
     FlagRead,
     FlagUpdate,
     KpiRead,
+    RetentionRunRead,
 )
 from clinicos.identity import Permission, require
 from clinicos.kernel.actor import Actor
@@ -33,6 +35,7 @@ audit_router = APIRouter(prefix="/api/v1/audit", tags=["governance"])
 consent_router = APIRouter(prefix="/api/v1/patients/{patient_id}/consents", tags=["governance"])
 flags_router = APIRouter(prefix="/api/v1/flags", tags=["governance"])
 kpi_router = APIRouter(prefix="/api/v1", tags=["governance"])
+retention_router = APIRouter(prefix="/api/v1/retention", tags=["governance"])
 
 CODE = r"^[a-z0-9_.:-]{1,100}$"
 IDENTIFIER = r"^[A-Za-z0-9_.:-]{1,200}$"
@@ -114,6 +117,7 @@ async def verify(
         first_bad_seq=report.first_bad_seq,
         first_bad_id=report.first_bad_id,
         reason=report.reason,
+        purged_through_seq=report.purged_through_seq,
     )
 
 
@@ -269,7 +273,23 @@ async def read_kpi_csv(
     return _csv(await _kpi(request, actor, raw_from, raw_to, granularity))
 
 
+# -- retention -----------------------------------------------------------------------------------
+
+
+@retention_router.get(
+    "/runs",
+    response_model=list[RetentionRunRead],
+    summary="What the retention job purged for the organization, newest run first",
+)
+async def read_retention_runs(
+    request: Request, actor: Annotated[Actor, Depends(require(Permission.retention_read))]
+) -> list[RetentionRunRead]:
+    runs = await list_retention_runs(uows=request.app.state.container.uow, actor=actor)
+    return [RetentionRunRead.model_validate(r, from_attributes=True) for r in runs]
+
+
 router.include_router(audit_router)
 router.include_router(consent_router)
 router.include_router(flags_router)
 router.include_router(kpi_router)
+router.include_router(retention_router)

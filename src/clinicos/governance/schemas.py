@@ -36,6 +36,11 @@ class ChainVerification(BaseModel):
     first_bad_seq: int | None
     first_bad_id: str | None
     reason: str | None
+    purged_through_seq: int = Field(
+        default=0,
+        description="Rows up to this seq were purged under the retention policy; the check "
+        "starts from the anchor they left.",
+    )
 
 
 # -- consent ---------------------------------------------------------------------------------
@@ -145,3 +150,15 @@ class KpiRead(BaseModel):
     blocks_resolved: int
     median_block_resolution_seconds: float | None
     series: list[KpiBucketRead]
+
+
+class RetentionRunRead(BaseModel):
+    """What one retention run purged for this organization (counts per category)."""
+
+    id: str
+    started_at: datetime
+    finished_at: datetime | None
+    status: Literal["running", "completed", "failed"]
+    purged: dict[str, int]
+    cutoffs: dict[str, str] = Field(description="Per category: rows older than this were due.")
+    error: str | None

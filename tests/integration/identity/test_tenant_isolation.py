@@ -376,6 +376,7 @@ async def test_audit_verify_when_a_asks_covers_only_a_chain(world: World) -> Non
         "first_bad_seq": None,
         "first_bad_id": None,
         "reason": None,
+        "purged_through_seq": 0,
     }
     # The first verification appended one audit.verify row to A's chain, and nothing else.
     assert second.json()["ok"] is True

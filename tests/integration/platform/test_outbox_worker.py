@@ -782,11 +782,12 @@ async def test_purge_delivered_job_when_run_deletes_only_delivered_older_than_re
     ran = await worker.run_due_jobs()
 
     # Assert
-    assert ran == ["outbox.purge_delivered"]
+    assert ran == ["outbox.purge_delivered", "governance.retention"]
     remaining = {m.payload["referral_id"] for m in await messages(container)}
     assert remaining == {"at-cutoff-delivered", "recent-delivered", "old-pending", "old-dead"}
     assert len(await deliveries(container)) == 4  # the purged message's bookkeeping went too
     assert (await job_schedule(container, "outbox.purge_delivered")).last_outcome == "ok"
+    assert (await job_schedule(container, "governance.retention")).last_outcome == "ok"
 
 
 # -- run loop ---------------------------------------------------------------------------------

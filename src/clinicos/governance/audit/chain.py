@@ -73,16 +73,24 @@ class ChainReport:
     first_bad_seq: int | None = None
     first_bad_id: str | None = None
     reason: str | None = None
+    # Rows 1..purged_through_seq were purged under the retention policy; the check starts from
+    # the anchor the purge left (the last purged row's hash), so the rest still verifies.
+    purged_through_seq: int = 0
 
 
 class ChainChecker:
     """Feed rows in seq order, then the head; stops at the first break."""
 
-    def __init__(self, chain_key: str) -> None:
+    def __init__(
+        self, chain_key: str, *, anchor_seq: int = 0, anchor_hash: str = GENESIS_HASH
+    ) -> None:
+        """``anchor_seq``/``anchor_hash``: where retention left the chain's start (no purge:
+        0 and the genesis hash)."""
         self.chain_key = chain_key
         self.rows_checked = 0
         self.report: ChainReport | None = None  # set once the first break is found
-        self._prev_hash = GENESIS_HASH
+        self.anchor_seq = anchor_seq
+        self._prev_hash = anchor_hash
 
     @property
     def broken(self) -> bool:
@@ -92,7 +100,7 @@ class ChainChecker:
         """Check one row; False (and ``report`` set) at the first break."""
         if self.report is not None:
             return False
-        expected_seq = self.rows_checked + 1
+        expected_seq = self.anchor_seq + self.rows_checked + 1
         seq, row_id = int(row["seq"]), str(row["id"])
         if seq != expected_seq:
             # Rows come in seq order, so a larger seq means the expected one is gone.
@@ -111,7 +119,7 @@ class ChainChecker:
         """Compare the end of the rows with the head, which outlives a cut-off tail."""
         if self.report is not None:
             return self.report
-        last_seq = self.rows_checked
+        last_seq = self.anchor_seq + self.rows_checked
         if head_last_seq is None or head_last_hash is None:
             if last_seq:
                 self._break(None, None, "chain head is missing")
@@ -136,7 +144,10 @@ class ChainChecker:
     def result(self) -> ChainReport:
         """The first break found so far, or an intact report over the rows fed."""
         return self.report or ChainReport(
-            ok=True, chain_key=self.chain_key, rows_checked=self.rows_checked
+            ok=True,
+            chain_key=self.chain_key,
+            rows_checked=self.rows_checked,
+            purged_through_seq=self.anchor_seq,
         )
 
     def _break(self, seq: int | None, row_id: str | None, reason: str) -> bool:
@@ -149,5 +160,6 @@ class ChainChecker:
             first_bad_seq=seq,
             first_bad_id=row_id,
             reason=reason,
+            purged_through_seq=self.anchor_seq,
         )
         return False

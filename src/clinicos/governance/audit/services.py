@@ -21,7 +21,7 @@ from clinicos.governance.audit.validation import (
     require_code,
     require_member,
 )
-from clinicos.governance.models import AuditChainHead, AuditEvent
+from clinicos.governance.models import AuditChainAnchor, AuditChainHead, AuditEvent
 from clinicos.kernel.ids import new_id
 from clinicos.platform.db.uow import SqlUnitOfWork
 
@@ -139,12 +139,23 @@ async def verify_audit_chain(
     organization_identifier(organization_id)
     await require_session_scope(session, organization_id)
     chain_key = chain_key_for(organization_id)
-    checker = ChainChecker(chain_key)
+    anchor = (
+        await session.execute(
+            select(AuditChainAnchor.purged_through_seq, AuditChainAnchor.anchor_hash).where(
+                AuditChainAnchor.chain_key == chain_key
+            )
+        )
+    ).one_or_none()
+    checker = (
+        ChainChecker(chain_key, anchor_seq=int(anchor[0]), anchor_hash=str(anchor[1]))
+        if anchor is not None
+        else ChainChecker(chain_key)
+    )
     # The head is read first: every row it counts was committed with it, so later reads see
     # them, while rows appended during the walk (beyond this head) are left for next time.
     head = await _read_head(session, chain_key)
     upto = head[0] if head is not None else None
-    after = 0
+    after = checker.anchor_seq
     while not checker.broken:
         rows = await _read_batch(session, chain_key, after=after, upto=upto, limit=batch_size)
         for row in rows:

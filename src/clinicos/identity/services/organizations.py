@@ -124,3 +124,10 @@ async def organization_profile(uow: SqlUnitOfWork, organization_id: str) -> Orga
         currency=org.currency,
         country=org.country,
     )
+
+
+async def organization_ids(uow: SqlUnitOfWork) -> list[str]:
+    """Every organization's id, oldest first (installation jobs walk the tenants with it)."""
+    return list(
+        await uow.session.scalars(select(Organization.id).order_by(Organization.created_at))
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, text
 from sqlalchemy.engine import Connection, make_url
 
 from clinicos.config import Environment, Settings, mask_url
@@ -95,6 +95,14 @@ def check_reset_allowed(settings: Settings) -> str:
     return describe_target(settings)
 
 
+_OUR_FUNCTIONS = text(
+    "SELECT p.oid::regprocedure::text FROM pg_proc p "
+    "JOIN pg_namespace n ON n.oid = p.pronamespace "
+    "LEFT JOIN pg_depend d ON d.objid = p.oid AND d.deptype = 'e' "
+    "WHERE n.nspname = 'public' AND d.objid IS NULL"
+)
+
+
 def drop_everything(settings: Settings) -> None:
     async def _drop() -> None:
         engine = create_owner_engine(settings)
@@ -105,6 +113,10 @@ def drop_everything(settings: Settings) -> None:
                     meta = MetaData()
                     meta.reflect(bind=sync_conn)
                     meta.drop_all(bind=sync_conn)
+                    if sync_conn.dialect.name == "postgresql":
+                        # Functions the migrations created (not an extension's) go too.
+                        for (signature,) in sync_conn.execute(_OUR_FUNCTIONS):
+                            sync_conn.execute(text(f"DROP FUNCTION IF EXISTS {signature} CASCADE"))
 
                 await conn.run_sync(_sync_drop)
         finally:
