@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint format bench clean-var
+.PHONY: run test test-fast lint format bench bench-smoke bench-smoke-baseline clean-var
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,17 @@ format: $(STAMP)
 ## BENCH_ARGS passes options, e.g. make bench BENCH_ARGS="--only cds_inprocess,http_cds --skip bulk"
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+## bench-smoke: the CI regression guard (under a minute, SQLite only): four ratios of our code's
+## speed to a bare reference measured beside it (CDS engine, PHI encryption, audit append and
+## verify); fails when one falls below 70% of bench/smoke-baseline.json
+bench-smoke: $(STAMP)
+	$(BIN)/python -m bench.smoke
+
+## bench-smoke-baseline: re-measure the ratios (twice the rounds) into bench/smoke-baseline.json;
+## run it on a quiet machine when a slowdown is intended, and commit the file
+bench-smoke-baseline: $(STAMP)
+	$(BIN)/python -m bench.smoke --write-baseline
 
 clean-var:
 	rm -rf var
