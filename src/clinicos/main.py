@@ -13,6 +13,7 @@ from clinicos.cds.hooks.routes import router as cds_hooks_router
 from clinicos.cds.override_routes import router as cds_override_router
 from clinicos.cds.routes import router as cds_router
 from clinicos.config import Settings, load_settings
+from clinicos.console import install as install_console
 from clinicos.governance.dsr_routes import router as governance_dsr_router
 from clinicos.governance.routes import router as governance_router
 from clinicos.identity.keyring import ensure_active_key
@@ -129,4 +130,5 @@ def create_app(
     install_fhir(app)
     app.include_router(interop_research_router)
     app.include_router(records_note_router)
+    install_console(app)
     return app

@@ -2,26 +2,69 @@
 
 Other contexts import from here only: the route dependencies and the permission names."""
 
-from clinicos.identity.dependencies import authenticated, public, require
+from clinicos.identity.dependencies import PERMISSION_ATTR, authenticated, public, require
+from clinicos.identity.errors import (
+    InvalidCredentials,
+    InvalidMfaCode,
+    InvalidToken,
+    OrganizationRequired,
+)
 from clinicos.identity.permissions import Permission, Role
 from clinicos.identity.services.actors import member_actor
+from clinicos.identity.services.mfa_enrollment import (
+    Enrollment,
+    begin_enrollment,
+    confirm_enrollment,
+)
 from clinicos.identity.services.organizations import (
     OrganizationProfile,
     organization_ids,
     organization_profile,
 )
 from clinicos.identity.services.retention import purge_ended_sessions, purge_spent_account_tokens
+from clinicos.identity.services.sessions import (
+    ENROLL_SCOPE,
+    MfaChallenge,
+    OrganizationChoice,
+    TokenPair,
+    authenticate,
+    complete_mfa,
+    login,
+    logout,
+    organizations_of,
+    refresh,
+    switch_organization,
+)
 
 __all__ = [
+    "ENROLL_SCOPE",
+    "PERMISSION_ATTR",
+    "Enrollment",
+    "InvalidCredentials",
+    "InvalidMfaCode",
+    "InvalidToken",
+    "MfaChallenge",
+    "OrganizationChoice",
     "OrganizationProfile",
+    "OrganizationRequired",
     "Permission",
     "Role",
+    "TokenPair",
+    "authenticate",
     "authenticated",
+    "begin_enrollment",
+    "complete_mfa",
+    "confirm_enrollment",
+    "login",
+    "logout",
     "member_actor",
     "organization_ids",
     "organization_profile",
+    "organizations_of",
     "public",
     "purge_ended_sessions",
     "purge_spent_account_tokens",
+    "refresh",
     "require",
+    "switch_organization",
 ]

@@ -112,6 +112,8 @@ class OrganizationProfile:
     timezone: str
     currency: str
     country: str
+    name: str = ""
+    slug: str = ""
 
 
 async def organization_profile(uow: SqlUnitOfWork, organization_id: str) -> OrganizationProfile:
@@ -123,6 +125,8 @@ async def organization_profile(uow: SqlUnitOfWork, organization_id: str) -> Orga
         timezone=org.timezone,
         currency=org.currency,
         country=org.country,
+        name=org.name,
+        slug=org.slug,
     )
 
 

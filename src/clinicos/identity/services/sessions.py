@@ -168,10 +168,12 @@ async def _choose_organization(
         slug = next(iter(by_slug))
     if slug is None or slug not in by_slug:
         # Only reached after a correct password, so naming the user's own clinics leaks nothing.
-        raise OrganizationRequired(
+        required = OrganizationRequired(
             "choose the organization to sign in to",
             errors=[FieldError(("organization",), "one of " + ", ".join(sorted(by_slug)))],
         )
+        required.data["organizations"] = sorted(by_slug)  # the console offers them as choices
+        raise required
     org, roles = by_slug[slug]
     return org, frozenset(roles)
 
@@ -548,3 +550,65 @@ async def authenticate(
 def _permissions(roles: frozenset[str]) -> frozenset[str]:
     """The permission names a set of roles grants (the matrix is code: fixed per process)."""
     return frozenset(p.value for p in permissions_for(roles))
+
+
+# -- organizations of a signed-in user (the console's organization switcher) ----------
+
+
+@dataclass(frozen=True)
+class OrganizationChoice:
+    slug: str
+    name: str
+
+
+async def organizations_of(*, uows: UnitOfWorkFactory, actor: Actor) -> list[OrganizationChoice]:
+    """The organizations the actor's user belongs to (their own memberships only)."""
+    async with uows() as uow:
+        rows = (
+            await uow.session.execute(
+                select(Organization.slug, Organization.name)
+                .join(Membership, Membership.organization_id == Organization.id)
+                .where(Membership.user_id == actor.user_id)
+                .distinct()
+                .order_by(Organization.name)
+            )
+        ).all()
+    return [OrganizationChoice(slug=slug, name=name) for slug, name in rows]
+
+
+async def switch_organization(
+    *,
+    uows: UnitOfWorkFactory,
+    runtime: IdentityRuntime,
+    actor: Actor,
+    organization_slug: str,
+    request_id: str | None,
+) -> TokenPair:
+    """End the actor's session and open one in another organization they belong to.
+
+    The second factor was already passed for this sign-in; a clinic that makes MFA mandatory for
+    admins still gets an enrol-only token when the user has none."""
+    codec = await runtime.codec()
+    async with uows() as uow:
+        now = uow.clock.now()
+        user = await uow.session.get(UserAccount, actor.user_id)
+        if user is None or not _may_sign_in(user, now):
+            raise InvalidToken()
+        org, roles = await _choose_organization(uow, user, organization_slug)
+        await uow.session.execute(
+            update(AuthSession)
+            .where(AuthSession.id == actor.session_id, AuthSession.revoked_at.is_(None))
+            .values(revoked_at=now, revoked_reason="switch_organization")
+        )
+        scope = ENROLL_SCOPE if _mfa_mandatory(org, roles) and not user.mfa_enabled else None
+        pair = await _open_session(uow, runtime, codec, user, org, roles, scope=scope)
+        await audit_security(
+            uow,
+            action="auth.switch_organization",
+            outcome="success",
+            organization_id=org.id,
+            user_id=user.id,
+            request_id=request_id,
+        )
+        await uow.commit()
+        return pair

@@ -1,0 +1,9 @@
+"""Console pages: order."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from clinicos.console.session import COOKIE_PATH
+
+router = APIRouter(prefix=COOKIE_PATH, include_in_schema=False)
