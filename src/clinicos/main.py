@@ -22,6 +22,7 @@ from clinicos.interop.research_routes import router as interop_research_router
 from clinicos.interop.routes import install as install_fhir
 from clinicos.platform.db.schema import SchemaStatus
 from clinicos.platform.http.middleware import install_middleware
+from clinicos.platform.http.openapi import install_error_documentation
 from clinicos.platform.http.ops_routes import router as ops_router
 from clinicos.platform.http.problems import install_problem_handlers
 from clinicos.platform.observability.logging import configure_logging, get_logger
@@ -131,4 +132,5 @@ def create_app(
     app.include_router(interop_research_router)
     app.include_router(records_note_router)
     install_console(app)
+    install_error_documentation(app)
     return app

@@ -19,6 +19,7 @@ from clinicos.cds.engine import AttestableFact, AttestedOutcome, Evaluation, Fac
 from clinicos.cds.engine.inputs import Medication
 from clinicos.cds.record_facts import RecordFacts
 from clinicos.kernel.errors import FieldError, ValidationFailed
+from clinicos.platform.http.strict import StrictBody
 
 Language = Literal["en", "es", "pt"]
 LANGUAGES: tuple[Language, ...] = ("en", "es", "pt")
@@ -51,7 +52,7 @@ class EvaluationOrder(Order):
     model_config = ConfigDict(extra="forbid", frozen=True, title="EvaluationOrder")
 
 
-class EvaluationRequest(BaseModel):
+class EvaluationRequest(StrictBody):
     """``POST /api/v1/cds/evaluate``: check one order against facts given inline (``patient``)
     or against the stored record of one of the organization's patients (``patient_id``)."""
 
@@ -277,7 +278,7 @@ def _quality(params: str) -> float:
     return 1.0
 
 
-class OverrideRequest(BaseModel):
+class OverrideRequest(StrictBody):
     """``POST /api/v1/cds/overrides``: proceed past a BLOCK or WARN evaluation, with a reason."""
 
     model_config = ConfigDict(extra="forbid")
@@ -322,7 +323,7 @@ ONE_VALUE = (
 )
 
 
-class AttestationRecordBody(BaseModel):
+class AttestationRecordBody(StrictBody):
     """The fresh value to record instead of attesting: one of the three, and when it was
     measured (the sample's collection time, timezone-aware)."""
 
@@ -346,7 +347,7 @@ class AttestationRecordBody(BaseModel):
         )
 
 
-class AttestationRequest(BaseModel):
+class AttestationRequest(StrictBody):
     """``POST /api/v1/cds/attestations``: attest ``facts`` with a ``reason`` for the patient and
     order of an ATTEST-bearing evaluation, or ``record`` the fresh value instead."""
 

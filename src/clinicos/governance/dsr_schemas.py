@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from clinicos.platform.http.strict import StrictBody
+
 ID = r"^[A-Za-z0-9-]{1,64}$"
 CODE = r"^[a-z_]{1,32}$"
 # A case reference (court docket, investigation number): an id, never free text about anyone.
@@ -19,7 +21,7 @@ CategoryField = Literal["contact", "identification", "clinical", "consent", "aud
 LanguageField = Literal["en", "es", "pt"]
 
 
-class CorrectionCreate(BaseModel):
+class CorrectionCreate(StrictBody):
     """What is wrong and what it should be. ``target``: ``demographics`` or a clinical entry
     kind (``condition``, ``allergy``, ``observation``, ``medication_statement``) with its
     ``entry_id``; ``field`` one the record lets a patient correct; ``proposed_value`` as text
@@ -34,7 +36,7 @@ class CorrectionCreate(BaseModel):
     reason: str = Field(min_length=1, max_length=1000)
 
 
-class DataRequestCreate(BaseModel):
+class DataRequestCreate(StrictBody):
     model_config = ConfigDict(extra="forbid")
 
     kind: KindField
@@ -92,7 +94,7 @@ class DataRequestPage(BaseModel):
     next_cursor: str | None
 
 
-class AccessReportCreate(BaseModel):
+class AccessReportCreate(StrictBody):
     model_config = ConfigDict(extra="forbid")
 
     # The summary's language; by default the patient's preferred one when we have it, else en.
@@ -119,14 +121,14 @@ class ErasureRead(BaseModel):
     retained: dict[str, str]
 
 
-class CorrectionDecision(BaseModel):
+class CorrectionDecision(StrictBody):
     model_config = ConfigDict(extra="forbid")
 
     decision: Literal["accept", "reject"]
     note: str | None = Field(default=None, max_length=1000)
 
 
-class LegalHoldCreate(BaseModel):
+class LegalHoldCreate(StrictBody):
     model_config = ConfigDict(extra="forbid")
 
     reason_code: Literal[
@@ -139,7 +141,7 @@ class LegalHoldCreate(BaseModel):
     reference: str | None = Field(default=None, pattern=REFERENCE)
 
 
-class LegalHoldLift(BaseModel):
+class LegalHoldLift(StrictBody):
     model_config = ConfigDict(extra="forbid")
 
     reason_code: Literal["resolved", "withdrawn", "entered_in_error"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from pydantic import AwareDatetime
 
 from clinicos.governance.audit import list_audit_events, record_audit, verify_audit_chain
 from clinicos.governance.consent import consent_overview, record_consent
@@ -28,6 +27,7 @@ from clinicos.governance.schemas import (
 )
 from clinicos.identity import Permission, require
 from clinicos.kernel.actor import Actor
+from clinicos.platform.http.strict import IsoDatetime
 from clinicos.records import require_patient
 
 router = APIRouter()
@@ -50,8 +50,8 @@ async def list_events(
     target_type: Annotated[str | None, Query(pattern=CODE)] = None,
     target_id: Annotated[str | None, Query(pattern=IDENTIFIER)] = None,
     # Aware datetimes only: a bare "2026-01-01T00:00" would be ambiguous across clinics' zones.
-    occurred_from: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-    occurred_to: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+    occurred_from: Annotated[IsoDatetime | None, Query(alias="from")] = None,
+    occurred_to: Annotated[IsoDatetime | None, Query(alias="to")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     before_seq: Annotated[int | None, Query(ge=1)] = None,
 ) -> AuditEventPage:

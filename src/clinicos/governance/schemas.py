@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from clinicos.platform.http.strict import StrictBody
+
 
 class AuditEventRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -55,7 +57,7 @@ PurposeField = Literal[
 ]
 
 
-class ConsentCreate(BaseModel):
+class ConsentCreate(StrictBody):
     """One decision of the patient, as recorded by the member in front of them."""
 
     model_config = ConfigDict(extra="forbid")
@@ -108,7 +110,7 @@ class FlagRead(BaseModel):
     updated_at: datetime | None
 
 
-class FlagUpdate(BaseModel):
+class FlagUpdate(StrictBody):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool

@@ -8,9 +8,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from clinicos.identity.permissions import Role
+from clinicos.platform.http.strict import StrictBody
 
 
-class StrictModel(BaseModel):
+class StrictModel(StrictBody):
     # Unknown fields are rejected, so a client-supplied organization_id can't slip in unnoticed.
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 

@@ -8,12 +8,13 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from clinicos.interop.research import MAX_LOINC_CODES, Dataset
+from clinicos.platform.http.strict import StrictBody
 
 LoincCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,7}-[0-9]$")]
 Period = Annotated[str, StringConstraints(pattern=r"^[0-9]{4}(-(0[1-9]|1[0-2]))?$")]
 
 
-class ResearchExportCreate(BaseModel):
+class ResearchExportCreate(StrictBody):
     """Which data (``datasets``; observations by ``loinc_codes``), an optional period on each
     entry's clinical date (``from_period``/``to_period``: ``YYYY`` or ``YYYY-MM``, both
     included, never finer than ``date_precision``) and how precise dates are (``year``: HIPAA

@@ -113,7 +113,42 @@ async def metadata(request: Request, _: Annotated[None, Depends(public)]) -> Res
     )
 
 
-@router.post("", summary="Process a transaction or batch Bundle")
+# The handlers read the raw body (FHIR JSON, or a search form); the document says what they
+# expect, so clients and contract tests send it.
+_SEARCH_FORM: dict[str, object] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {"type": "object", "additionalProperties": {"type": "string"}}
+            }
+        },
+    }
+}
+
+
+def _resource_body(resource_type: str) -> dict[str, object]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/fhir+json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["resourceType"],
+                        "properties": {"resourceType": {"const": resource_type}},
+                    }
+                }
+            },
+        }
+    }
+
+
+@router.post(
+    "",
+    summary="Process a transaction or batch Bundle",
+    openapi_extra=_resource_body("Bundle"),
+)
 async def process_bundle(
     request: Request, actor: Annotated[Actor, Depends(require(Permission.records_import))]
 ) -> Response:
@@ -235,8 +270,14 @@ def _add_type_routes(handler: ResourceType) -> None:
         routes.append(("PUT", f"/{name}/{{resource_id}}", update, f"Update a {name}"))
     for method, path, endpoint, summary in routes:
         endpoint.__name__ = f"{name.lower()}_{endpoint.__name__}"
+        body = _SEARCH_FORM if path.endswith("/_search") else _resource_body(name)
         router.add_api_route(
-            path, endpoint, methods=[method], summary=summary, response_class=Response
+            path,
+            endpoint,
+            methods=[method],
+            summary=summary,
+            response_class=Response,
+            openapi_extra=body if method in ("POST", "PUT") else None,
         )
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import AwareDatetime
 
 from clinicos.identity import Permission, require
 from clinicos.kernel.actor import Actor
 from clinicos.kernel.errors import FieldError, ValidationFailed
+from clinicos.platform.http.strict import IsoDatetime
 from clinicos.records.clinical_schemas import (
     AllergyCreate,
     AllergyPage,
@@ -119,10 +119,10 @@ async def list_observations(
     code: Annotated[Code | None, Query()] = None,
     category: ObservationCategory | None = None,
     effective_from: Annotated[
-        AwareDatetime | None, Query(description="effective_at at or after")
+        IsoDatetime | None, Query(description="effective_at at or after")
     ] = None,
     effective_to: Annotated[
-        AwareDatetime | None, Query(description="effective_at at or before")
+        IsoDatetime | None, Query(description="effective_at at or before")
     ] = None,
     limit: Limit = 20,
     cursor: Cursor = None,

@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
+from clinicos.platform.http.strict import StrictBody
+
 Sex = Literal["male", "female", "other", "unknown"]
 # Short free-text fields; PHI, so never echoed in errors (the problem names the field only).
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
@@ -25,7 +27,7 @@ AddressLine = Annotated[str, StringConstraints(strip_whitespace=True, min_length
 Place = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 
 
-class StrictModel(BaseModel):
+class StrictModel(StrictBody):
     # Unknown fields are refused, so a client-supplied organization_id can't slip in unnoticed.
     model_config = ConfigDict(extra="forbid")
 

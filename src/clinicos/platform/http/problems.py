@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from clinicos.kernel.errors import (
     BadRequest,
@@ -187,8 +188,12 @@ def _http_exception_response(request: Request, exc: StarletteHTTPException) -> R
     detail = exc.detail if isinstance(exc.detail, str) and exc.status_code != 500 else title
     if exc.status_code == 404 and detail == "Not Found":
         detail = "no such resource"
+    headers = dict(exc.headers or {})
     if exc.status_code == 405:
         detail = f"method {request.method} is not allowed here"
+        allowed = _allowed_methods(request)
+        if allowed:
+            headers["Allow"] = allowed  # RFC 9110 §15.5.6: every method the path accepts
     body = problem_body(
         status=exc.status_code,
         code=code,
@@ -197,7 +202,32 @@ def _http_exception_response(request: Request, exc: StarletteHTTPException) -> R
         instance=_instance(request),
         request_id=request_id_of(request.scope),
     )
-    return problem_response(body, headers=dict(exc.headers or {}), scope=request.scope)
+    return problem_response(body, headers=headers, scope=request.scope)
+
+
+def _allowed_methods(request: Request) -> str | None:
+    """Starlette answers 405 with the methods of the first route whose path matched; a path
+    served by several routes (GET and POST as two functions) accepts the union of them."""
+    methods: set[str] = set()
+    template: str | None = None  # the path template of the first route that matched
+    for route in _flat_routes(request.app.router.routes):
+        match, _ = route.matches(request.scope)
+        if match is Match.NONE:
+            continue
+        path = getattr(route, "path", None)
+        template = template or path
+        if path == template:
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods)) or None
+
+
+def _flat_routes(routes: list[Any]) -> list[Any]:
+    """Routes in matching order, included routers expanded (FastAPI keeps them nested)."""
+    flat: list[Any] = []
+    for route in routes:
+        nested = getattr(route, "original_router", None)
+        flat.extend(_flat_routes(nested.routes) if nested is not None else [route])
+    return flat
 
 
 def _database_unavailable_response(request: Request, exc: Exception) -> Response:
