@@ -1053,6 +1053,10 @@ from clinicos.cli_cds_hooks import clients_app  # noqa: E402  (extends `cds_app`
 
 cds_app.add_typer(clients_app, name="clients")
 
+from clinicos.cli_smoke import smoke  # noqa: E402  (a client of a running installation's API)
+
+app.command("smoke")(smoke)
+
 
 def main() -> None:
     try:
