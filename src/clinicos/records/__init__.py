@@ -107,6 +107,7 @@ from clinicos.records.services.medications import (
     update_medication,
     update_prescription,
 )
+from clinicos.records.services.notes import NoteView, get_note, list_notes
 from clinicos.records.services.patients import (
     Address,
     InvalidCursor,
@@ -167,6 +168,7 @@ __all__ = [
     "MedicationEntry",
     "MedicationFields",
     "NoteNotEditable",
+    "NoteView",
     "ObservationCategory",
     "ObservationFields",
     "ObservationFilter",
@@ -212,6 +214,7 @@ __all__ = [
     "get_condition",
     "get_encounter",
     "get_medication",
+    "get_note",
     "get_observation",
     "get_patient",
     "get_prescription",
@@ -222,6 +225,7 @@ __all__ = [
     "list_conditions",
     "list_encounters",
     "list_medications",
+    "list_notes",
     "list_observations",
     "list_prescriptions",
     "observation_problems",
