@@ -23,7 +23,7 @@ from clinicos.governance.consent import (
 )
 from clinicos.governance.dsr import under_legal_hold
 from clinicos.governance.errors import InvalidAuditValue
-from clinicos.governance.flags import FLAGS, flag_enabled
+from clinicos.governance.flags import FLAGS, FlagView, flag_enabled, list_flags, set_flag
 from clinicos.governance.models import AuditEvent
 
 __all__ = [
@@ -34,14 +34,17 @@ __all__ = [
     "ConsentRequired",
     "ConsentState",
     "ConsentView",
+    "FlagView",
     "InvalidAuditValue",
     "consent_history",
     "consent_record",
     "consent_state",
     "flag_enabled",
     "list_audit_events",
+    "list_flags",
     "record_audit",
     "require_consent",
+    "set_flag",
     "superseded",
     "under_legal_hold",
     "verify_audit_chain",

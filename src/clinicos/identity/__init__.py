@@ -4,6 +4,7 @@ Other contexts import from here only: the route dependencies and the permission 
 
 from clinicos.identity.dependencies import PERMISSION_ATTR, authenticated, public, require
 from clinicos.identity.errors import (
+    AlreadyExists,
     InvalidCredentials,
     InvalidMfaCode,
     InvalidToken,
@@ -15,6 +16,7 @@ from clinicos.identity.services.mfa_enrollment import (
     Enrollment,
     begin_enrollment,
     confirm_enrollment,
+    reset_mfa,
 )
 from clinicos.identity.services.organizations import (
     OrganizationProfile,
@@ -35,10 +37,21 @@ from clinicos.identity.services.sessions import (
     refresh,
     switch_organization,
 )
+from clinicos.identity.services.users import (
+    create_user,
+    disable_user,
+    grant_roles,
+    list_members,
+    require_member,
+    revoke_role,
+    roles_in,
+    unlock_user,
+)
 
 __all__ = [
     "ENROLL_SCOPE",
     "PERMISSION_ATTR",
+    "AlreadyExists",
     "Enrollment",
     "InvalidCredentials",
     "InvalidMfaCode",
@@ -55,6 +68,10 @@ __all__ = [
     "begin_enrollment",
     "complete_mfa",
     "confirm_enrollment",
+    "create_user",
+    "disable_user",
+    "grant_roles",
+    "list_members",
     "login",
     "logout",
     "member_actor",
@@ -66,5 +83,10 @@ __all__ = [
     "purge_spent_account_tokens",
     "refresh",
     "require",
+    "require_member",
+    "reset_mfa",
+    "revoke_role",
+    "roles_in",
     "switch_organization",
+    "unlock_user",
 ]

@@ -396,3 +396,22 @@ async def unlock_user(
         roles = await users.roles_in(uow, user.id, actor.organization_id)
         await uow.commit()
     return _user_read(user, roles, False)
+
+
+@router.post(
+    "/users/{user_id}/mfa/reset",
+    response_model=UserRead,
+    summary="Turn off a user's MFA (lost device): clears the secret and recovery codes and ends "
+    "every session of the user",
+)
+async def reset_user_mfa(
+    user_id: str,
+    request: Request,
+    actor: Annotated[Actor, Depends(require(Permission.user_manage))],
+) -> UserRead:
+    c = _container(request)
+    async with c.uow(actor.organization_id) as uow:
+        user = await mfa_enrollment.reset_mfa(uow=uow, actor=actor, user_id=user_id)
+        roles = await users.roles_in(uow, user.id, actor.organization_id)
+        await uow.commit()
+    return _user_read(user, roles, _is_locked(c, user))

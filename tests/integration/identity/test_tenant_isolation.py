@@ -126,6 +126,23 @@ async def _user_still_locked(world: World, user_id: str) -> None:
     assert user.locked_until > world.container.clock.now()
 
 
+async def _user_with_mfa_in_a(world: World) -> str:
+    user_id = await _user_in_a(world)
+    async with world.container.uow() as uow:
+        user = await uow.session.get(UserAccount, user_id)
+        assert user is not None
+        user.mfa_secret_sealed = world.container.identity.totp_box.seal(
+            b"JBSWY3DPEHPK3PXP", aad=user.id
+        )
+        user.mfa_enabled_at = uow.clock.now()
+        await uow.commit()
+    return user_id
+
+
+async def _mfa_still_on(world: World, user_id: str) -> None:
+    assert (await load_user(world.container, user_id)).mfa_enabled
+
+
 async def _pending_override_in_a(world: World) -> str:
     """A BLOCK evaluation in A (dabigatran VTE at CrCl 29), overridden by A's clinician."""
     clinician = await staff_of_a(world, "prescriber")
@@ -186,6 +203,9 @@ ID_ROUTE_CASES: dict[tuple[str, str], IdRouteCase] = {
     ),
     ("POST", f"{API}/users/{{user_id}}/unlock"): IdRouteCase(
         create_in_a=_locked_user_in_a, intact=_user_still_locked
+    ),
+    ("POST", f"{API}/users/{{user_id}}/mfa/reset"): IdRouteCase(
+        create_in_a=_user_with_mfa_in_a, intact=_mfa_still_on
     ),
     ("POST", f"{API}/cds/overrides/{{override_id}}/cosign"): IdRouteCase(
         create_in_a=_pending_override_in_a,

@@ -1,11 +1,12 @@
 """MFA enrolment: start (secret + provisioning URI), confirm with a code (recovery codes shown
-once), disable with a code. Every change revokes the user's other sessions."""
+once), disable with a code, and an administrator's reset for a user who lost their device.
+Every change revokes the user's other sessions (a reset: all of them)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 
 from clinicos.identity.errors import InvalidMfaCode
 from clinicos.identity.mfa import (
@@ -15,11 +16,12 @@ from clinicos.identity.mfa import (
     provisioning_uri,
     recovery_code_hash,
 )
-from clinicos.identity.models import AuthSession, RecoveryCode
+from clinicos.identity.models import AuthSession, Membership, RecoveryCode, UserAccount
+from clinicos.identity.permissions import Role
 from clinicos.identity.runtime import IdentityRuntime
 from clinicos.identity.services.audit import audit_by_actor
 from clinicos.identity.services.sessions import verify_second_factor
-from clinicos.identity.services.users import require_member
+from clinicos.identity.services.users import require_member, revoke_all_sessions
 from clinicos.kernel.actor import Actor
 from clinicos.kernel.errors import Conflict
 from clinicos.kernel.ids import new_id
@@ -116,6 +118,62 @@ async def disable_mfa(
     await audit_by_actor(
         uow, actor, action="mfa.disable", target_type="user", target_id=user.id, purpose="security"
     )
+
+
+async def reset_mfa(*, uow: SqlUnitOfWork, actor: Actor, user_id: str) -> UserAccount:
+    """An administrator turns off the MFA of a user who lost their device: the secret (and any
+    pending enrolment) and the recovery codes are cleared and every session of the user ends,
+    so the next sign-in is by password alone (or, where the clinic requires MFA for the role,
+    enrolment of the new device before anything else).
+
+    Refused for oneself (a stolen admin session must not strip its own second factor), and for
+    a user who also works at a clinic the actor does not administer: MFA belongs to the account,
+    so one clinic's admin must not weaken another clinic's staff's sign-in."""
+    if user_id == actor.user_id:
+        raise Conflict(
+            "you cannot reset your own MFA; another administrator must do it",
+            code="mfa_reset_self",
+        )
+    user = await require_member(uow, organization_id=actor.organization_id, user_id=user_id)
+    if not user.mfa_enabled and user.mfa_pending_secret_sealed is None:
+        raise Conflict("this user has no MFA to reset", code="mfa_not_enabled")
+    user_orgs = set(
+        (
+            await uow.session.scalars(
+                select(Membership.organization_id).where(Membership.user_id == user.id)
+            )
+        ).all()
+    )
+    administered = set(
+        (
+            await uow.session.scalars(
+                select(Membership.organization_id).where(
+                    Membership.user_id == actor.user_id, Membership.role == Role.admin.value
+                )
+            )
+        ).all()
+    )
+    if not user_orgs <= administered:
+        raise Conflict(
+            "this user also works at a clinic you do not administer; an administrator of every "
+            "clinic the user belongs to must reset it",
+            code="mfa_reset_other_organization",
+        )
+    user.mfa_secret_sealed = None
+    user.mfa_pending_secret_sealed = None
+    user.mfa_enabled_at = None
+    user.mfa_last_timestep = None
+    await uow.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    await revoke_all_sessions(uow, user.id, reason="mfa_reset")
+    await audit_by_actor(
+        uow,
+        actor,
+        action="mfa.reset_by_admin",
+        target_type="user",
+        target_id=user.id,
+        purpose="security",
+    )
+    return user
 
 
 async def _revoke_other_sessions(uow: SqlUnitOfWork, actor: Actor, *, reason: str) -> None:

@@ -1,4 +1,5 @@
-"""User and membership use cases: create, grant roles, disable, unlock, change password."""
+"""User and membership use cases: create, grant and revoke roles, disable, unlock, change
+password."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from clinicos.identity.permissions import Role
 from clinicos.identity.runtime import IdentityRuntime
 from clinicos.identity.services.audit import audit_by_actor
 from clinicos.kernel.actor import Actor, SystemActor
-from clinicos.kernel.errors import FieldError, NotFound, ValidationFailed
+from clinicos.kernel.errors import Conflict, FieldError, NotFound, ValidationFailed
 from clinicos.kernel.ids import new_id
 from clinicos.platform.db.uow import SqlUnitOfWork
 
@@ -136,6 +137,34 @@ async def grant_roles(
     return user
 
 
+async def revoke_role(*, uow: SqlUnitOfWork, actor: Actor, user_id: str, role: str) -> UserAccount:
+    """Take one role in the actor's organization away from a member. The last role is kept (a
+    user without one is disabled instead), and an admin cannot drop their own admin role, so
+    the clinic never loses its last administrator this way."""
+    user = await require_member(uow, organization_id=actor.organization_id, user_id=user_id)
+    parsed = parse_roles([role])[0]
+    held = await roles_in(uow, user.id, actor.organization_id)
+    if parsed.value not in held:
+        raise Conflict("the user does not hold this role", code="role_not_held")
+    if len(held) == 1:
+        raise Conflict(
+            "this is the user's only role here; disable the user instead", code="last_role"
+        )
+    if user.id == actor.user_id and parsed is Role.admin:
+        raise Conflict("you cannot remove your own admin role", code="own_admin_role")
+    await uow.session.execute(
+        delete(Membership).where(
+            Membership.user_id == user.id,
+            Membership.organization_id == actor.organization_id,
+            Membership.role == parsed.value,
+        )
+    )
+    await audit_by_actor(
+        uow, actor, action="user.revoke_role", target_type="user", target_id=user.id
+    )
+    return user
+
+
 async def _add_memberships(
     uow: SqlUnitOfWork, user_id: str, organization_id: str, roles: list[Role]
 ) -> None:
@@ -213,6 +242,13 @@ async def revoke_all_sessions(uow: SqlUnitOfWork, user_id: str, *, reason: str) 
 async def disable_user(*, uow: SqlUnitOfWork, actor: Actor, user_id: str) -> UserAccount:
     """Disable the account, or, when the user also works at other organizations, only remove
     them from this one: one clinic's admin must not cut off another clinic's staff."""
+    if user_id == actor.user_id:
+        # Found by the API fuzzer: an admin could lock themself out (and a clinic's only admin
+        # would leave it with none). Another admin disables an admin.
+        raise Conflict(
+            "you cannot disable your own account; ask another administrator",
+            code="cannot_disable_self",
+        )
     user = await require_member(uow, organization_id=actor.organization_id, user_id=user_id)
     elsewhere = await uow.session.scalar(
         select(Membership.id)
