@@ -10,9 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from clinicos.governance.audit.chain import chain_key_for
 from clinicos.governance.audit.scope import require_session_scope
 from clinicos.governance.audit.validation import (
+    OUTCOMES,
     optional_code,
     optional_identifier,
     organization_identifier,
+    require_member,
 )
 from clinicos.governance.models import AuditEvent
 
@@ -31,10 +33,12 @@ async def list_audit_events(
     occurred_to: datetime | None = None,
     limit: int = 50,
     before_seq: int | None = None,
+    outcome: str | None = None,
 ) -> list[AuditEvent]:
     """Events of one chain (an organization's, or the installation's for None), newest first.
 
-    ``occurred_from`` is inclusive and ``occurred_to`` exclusive. For the next page pass the
+    ``occurred_from`` is inclusive and ``occurred_to`` exclusive; ``outcome`` is one of
+    ``success``, ``denied``, ``failure``. For the next page pass the
     last event's ``seq`` as ``before_seq``: keyset pagination stays fast at any depth and
     does not skip or repeat rows while new events arrive.
     """
@@ -57,6 +61,8 @@ async def list_audit_events(
     for column, value in filters:
         if value is not None:
             query = query.where(column == value)
+    if outcome is not None:
+        query = query.where(AuditEvent.outcome == require_member("outcome", outcome, OUTCOMES))
     if occurred_from is not None:
         query = query.where(AuditEvent.occurred_at >= occurred_from)
     if occurred_to is not None:
