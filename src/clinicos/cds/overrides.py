@@ -2,23 +2,29 @@
 past a BLOCK or WARN evaluation with a reason code; a BLOCK override waits for a pharmacist's
 second sign-off (per policy). Each step writes its audit row and domain event in the same
 transaction. The free-text comment may hold PHI: it is stored, never logged, audited or emitted.
+
+The read side follows the use cases: stored evaluations explained by their pack, a prescription's
+evaluations and overrides, and the sign-off queue (which shows a reviewer the comment, audited).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from functools import cache
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from clinicos.cds.catalogue import packaged_packs
-from clinicos.cds.engine import parse_rule_pack
+from clinicos.cds.engine import RulePack, parse_rule_pack
 from clinicos.cds.events import OverrideCosigned, OverrideRecorded
 from clinicos.cds.models import CdsEvaluation, CdsOverride
+from clinicos.cds.packs import RulePackNotActive, active_rule_pack
 from clinicos.governance import record_audit
+from clinicos.identity import Permission
 from clinicos.kernel.actor import Actor
 from clinicos.kernel.errors import Conflict, FieldError, NotFound, ValidationFailed
 from clinicos.kernel.ids import new_id
@@ -299,4 +305,224 @@ def _view(row: CdsOverride) -> OverrideView:
         created_at=row.created_at,
         cosigned_by=row.cosigned_by,
         cosigned_at=row.cosigned_at,
+    )
+
+
+# -- the read side: stored evaluations explained, an order's overrides, the co-sign queue ------
+
+AUDIT_OVERRIDE_READ = "cds.override_read"
+# The sign-off queue is one screen: the oldest requests first, never unbounded.
+MAX_PENDING = 200
+
+
+@dataclass(frozen=True)
+class StoredReason:
+    """One reason key of a stored evaluation, explained by the rule pack that produced it
+    (``severity``/``source``/``policy`` None and no messages when no installed pack knows it)."""
+
+    key: str
+    severity: str | None
+    messages: Mapping[str, str]
+    source: str | None
+    policy: str | None
+
+    def message(self, language: str) -> str:
+        return self.messages.get(language) or self.messages.get("en") or self.key
+
+
+@dataclass(frozen=True)
+class StoredEvaluation:
+    """A recorded evaluation as decision support can explain it afterwards: the order, the
+    outcome and CrCl, and each reason key with its pack's texts (the engine's suggestions are
+    not stored, so none is given)."""
+
+    evaluation_id: str
+    evaluated_at: datetime
+    evaluated_by: str
+    patient_id: str | None
+    prescription_id: str | None
+    prescription_version: int | None
+    drug: str
+    dose_mg: Decimal | None
+    frequency: str | None
+    indication: str
+    outcome: str
+    crcl_ml_min: Decimal | None
+    reasons: tuple[StoredReason, ...]
+    rule_pack_id: str
+    rule_pack_version: str
+
+
+@dataclass(frozen=True)
+class OrderOverride:
+    """An override of one of a prescription's evaluations, and the draft version it was for."""
+
+    override: OverrideView
+    prescription_version: int | None
+    outcome: str
+
+
+@dataclass(frozen=True)
+class OrderDecisions:
+    """What decision support decided about one prescription: its newest evaluation (None before
+    the first issue attempt) and the overrides of its evaluations, newest first."""
+
+    latest: StoredEvaluation | None
+    overrides: tuple[OrderOverride, ...]
+
+
+@dataclass(frozen=True)
+class PendingCosign:
+    """A BLOCK override awaiting a second sign-off, with the evaluation it overrides and the
+    prescriber's comment (free text, decrypted for the reviewer's eyes only)."""
+
+    override: OverrideView
+    evaluation: StoredEvaluation
+    comment: str | None
+
+
+async def explain_evaluation(
+    *, uows: UnitOfWorkFor, actor: Actor, evaluation_id: str
+) -> StoredEvaluation:
+    """One of the organization's evaluations, explained (404 for another's, or none)."""
+    actor.require(Permission.cds_evaluate.value)
+    async with uows(actor.organization_id) as uow:
+        row = await _evaluation(uow, actor, evaluation_id)
+        explain = await _explainer(uow)
+        return _stored(row, explain)
+
+
+async def order_decisions(
+    *, uows: UnitOfWorkFor, actor: Actor, prescription_id: str
+) -> OrderDecisions:
+    """The prescribing gate's record of one prescription: its newest evaluation and every
+    override of its evaluations (the prescription itself is records' to read and scope)."""
+    actor.require(Permission.cds_evaluate.value)
+    async with uows(actor.organization_id) as uow:
+        latest = await uow.session.scalar(
+            select(CdsEvaluation)
+            .where(
+                CdsEvaluation.organization_id == actor.organization_id,
+                CdsEvaluation.prescription_id == prescription_id,
+            )
+            .order_by(CdsEvaluation.evaluated_at.desc(), CdsEvaluation.id.desc())
+            .limit(1)
+        )
+        rows = await uow.session.execute(
+            select(CdsOverride, CdsEvaluation.prescription_version, CdsEvaluation.outcome)
+            .join(CdsEvaluation, CdsOverride.evaluation_id == CdsEvaluation.id)
+            .where(
+                CdsOverride.organization_id == actor.organization_id,
+                CdsEvaluation.organization_id == actor.organization_id,
+                CdsEvaluation.prescription_id == prescription_id,
+            )
+            .order_by(CdsOverride.created_at.desc(), CdsOverride.id)
+        )
+        overrides = tuple(
+            OrderOverride(override=_view(row), prescription_version=version, outcome=outcome)
+            for row, version, outcome in rows
+        )
+        explain = await _explainer(uow)
+        return OrderDecisions(
+            latest=None if latest is None else _stored(latest, explain), overrides=overrides
+        )
+
+
+async def pending_cosign(
+    *, uows: UnitOfWorkFor, phi: PhiKeyring, actor: Actor, limit: int = MAX_PENDING
+) -> list[PendingCosign]:
+    """The organization's overrides awaiting a second sign-off, oldest first, for a reviewer
+    (``cds:cosign``). The comments are decrypted for display, so each override shown gets an
+    audit entry (a read of free text that may hold PHI), committed with the read."""
+    actor.require(Permission.cds_cosign.value)
+    limit = max(1, min(limit, MAX_PENDING))
+    async with uows(actor.organization_id) as uow:
+        rows = (
+            await uow.session.execute(
+                select(CdsOverride, CdsEvaluation)
+                .join(CdsEvaluation, CdsOverride.evaluation_id == CdsEvaluation.id)
+                .where(
+                    CdsOverride.organization_id == actor.organization_id,
+                    CdsEvaluation.organization_id == actor.organization_id,
+                    CdsOverride.status == PENDING_COSIGN,
+                )
+                .order_by(CdsOverride.created_at, CdsOverride.id)
+                .limit(limit)
+            )
+        ).all()
+        explain = await _explainer(uow)
+        pending = [
+            PendingCosign(
+                override=_view(override),
+                evaluation=_stored(evaluation, explain),
+                comment=phi.decrypt(
+                    override.comment,
+                    organization_id=override.organization_id,
+                    table="cds_override",
+                    column="comment",
+                    row_id=override.id,
+                ),
+            )
+            for override, evaluation in rows
+        ]
+        for item in pending:
+            await _audit(uow, actor, AUDIT_OVERRIDE_READ, item.override.override_id)
+        await uow.commit()
+    return pending
+
+
+Explain = Callable[[str, str, str], StoredReason]
+
+
+async def _explainer(uow: SqlUnitOfWork) -> Explain:
+    """Explains (pack id, pack version, key): by the organization's active pack (its overlay's
+    texts) when the evaluation used it, else by the packaged base version it was built on."""
+    try:
+        active: RulePack | None = await active_rule_pack(uow, production=False)
+    except RulePackNotActive:
+        active = None
+
+    def explain(pack_id: str, version: str, key: str) -> StoredReason:
+        pack = active
+        if pack is None or (pack.id, pack.version) != (pack_id, version):
+            pack = _packaged(pack_id, version.split("+", 1)[0])
+        rule = None if pack is None else pack.rules.get(key)
+        if rule is None:
+            return StoredReason(key=key, severity=None, messages={}, source=None, policy=None)
+        return StoredReason(
+            key=key,
+            severity=rule.severity,
+            messages=rule.messages.model_dump(),
+            source=rule.source,
+            policy=rule.policy,
+        )
+
+    return explain
+
+
+@cache
+def _packaged(pack_id: str, version: str) -> RulePack | None:
+    packaged = packaged_packs().get((pack_id, version))
+    return None if packaged is None else parse_rule_pack(packaged.text)
+
+
+def _stored(row: CdsEvaluation, explain: Explain) -> StoredEvaluation:
+    return StoredEvaluation(
+        evaluation_id=row.id,
+        evaluated_at=row.evaluated_at,
+        evaluated_by=row.evaluated_by,
+        patient_id=row.patient_id,
+        prescription_id=row.prescription_id,
+        prescription_version=row.prescription_version,
+        drug=row.drug,
+        dose_mg=row.dose_mg,
+        frequency=row.frequency,
+        indication=row.indication,
+        outcome=row.outcome,
+        crcl_ml_min=row.crcl_ml_min,
+        reasons=tuple(
+            explain(row.rule_pack_id, row.rule_pack_version, key) for key in row.reason_keys
+        ),
+        rule_pack_id=row.rule_pack_id,
+        rule_pack_version=row.rule_pack_version,
     )
