@@ -27,7 +27,14 @@ def _load(lang: str) -> dict[str, str]:
         with path.open("rb") as handle:
             catalog = read_po(handle, locale=lang)
         for message in catalog:
-            if isinstance(message.id, str) and message.id and message.string and not message.fuzzy:
+            if not message.id or not message.string or message.fuzzy:
+                continue
+            if isinstance(message.id, tuple):  # msgid + msgid_plural (es, pt: one and other)
+                forms = tuple(message.string)
+                if forms and all(forms):
+                    messages[message.id[0]] = str(forms[0])
+                    messages[message.id[1]] = str(forms[-1])
+            elif isinstance(message.id, str):
                 messages[message.id] = str(message.string)
     return messages
 
@@ -50,10 +57,12 @@ def gettext(message: str, **variables: object) -> str:
     return text % variables if variables else text
 
 
-def ngettext(singular: str, plural: str, n: int, **variables: object) -> str:
+def ngettext(singular: str, plural: str, n: int) -> str:
+    """The singular or plural form (English rule, which es and pt share: one, other), in the
+    current language, NOT yet formatted: Jinja's newstyle gettext fills in ``num`` and every
+    other variable itself."""
     chosen = singular if n == 1 else plural
-    variables.setdefault("num", n)
-    return gettext(chosen, **variables)
+    return CATALOGS.get(_current.get(), {}).get(chosen, chosen)
 
 
 def negotiate(accept_language: str | None, override: str | None) -> str:
