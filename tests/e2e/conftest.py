@@ -116,6 +116,22 @@ def page(context: BrowserContext) -> Page:
     return context.new_page()
 
 
+def deliver_outbox(console: Console) -> None:
+    """Run the worker's drain once against the server's database, in a thread of its own
+    (Playwright's sync API keeps an event loop running in this one)."""
+
+    async def drain() -> None:
+        container = build_container(console.settings)
+        try:
+            result = await container.worker().drain_until_empty()
+            assert result.dead == 0, result
+        finally:
+            await container.dispose()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(lambda: asyncio.run(drain())).result()
+
+
 def sign_in(page: Page, console: Console, role: str, clinic: str = CLINICS[0]) -> None:
     """Sign in through the form as the demo user of ``role`` (roles without mandatory MFA)."""
     page.goto(console.url("/console/sign-in"))

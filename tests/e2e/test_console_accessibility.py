@@ -16,7 +16,7 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Page, expect
 
-from tests.e2e.conftest import Console, sign_in
+from tests.e2e.conftest import Console, deliver_outbox, sign_in
 
 AXE = Axe()
 WCAG_AA = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}}
@@ -59,10 +59,37 @@ def test_sign_in_page_has_no_serious_violations(axe_page: Page, console: Console
     assert serious_violations(axe_page) == []
 
 
+def test_the_clinical_path_has_no_serious_violations(axe_page: Page, console: Console) -> None:
+    """Search → chart → order → the BLOCK result with its override dialog, as a clinician
+    walks it (demo patient P-001: dabigatran for VTE at CrCl 29 is blocked)."""
+    sign_in(axe_page, console, "clinician")
+    axe_page.goto(console.url("/console/patients"))
+    axe_page.get_by_label("MRN").fill("P-001")
+    axe_page.get_by_role("button", name="Search").click()
+    expect(axe_page.get_by_role("table")).to_contain_text("P-001")
+    check(axe_page, "patient-search")
+    axe_page.get_by_role("table").get_by_role("link").first.click()
+    axe_page.wait_for_url("**/console/patients/*")
+    check(axe_page, "chart")
+    axe_page.get_by_role("link", name="Order anticoagulant").click()
+    axe_page.get_by_label("Anticoagulant").select_option("dabigatran")
+    axe_page.get_by_label("Dose (mg)").fill("150")
+    axe_page.get_by_label("Frequency").select_option("BID")
+    axe_page.get_by_label("Indication").select_option("vte_treatment")
+    check(axe_page, "order-entry")
+    axe_page.get_by_role("button", name="Check order").click()
+    expect(axe_page.locator(".outcome .badge")).to_have_text("BLOCK")
+    check(axe_page, "order-block")
+
+
 PAGES: list[tuple[str, str, str]] = [
     # (screenshot name, role, console path)
     ("home", "clinician", "/console/home"),
     ("organization", "clinician", "/console/organization"),
+    ("patients", "clinician", "/console/patients"),
+    ("sign-offs", "pharmacist", "/console/sign-offs"),
+    ("kpi", "supervisor", "/console/kpi"),
+    ("audit", "auditor", "/console/audit"),
 ]
 
 
@@ -70,6 +97,8 @@ PAGES: list[tuple[str, str, str]] = [
 def test_main_pages_have_no_serious_violations(
     axe_page: Page, console: Console, name: str, role: str, path: str
 ) -> None:
+    if name == "kpi":
+        deliver_outbox(console)  # the KPI projection of the evaluations made so far
     sign_in(axe_page, console, role)
     axe_page.goto(console.url(path))
     check(axe_page, name)

@@ -9,12 +9,10 @@ database."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
 import re
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,8 +24,7 @@ from axe_playwright_python.sync_playwright import Axe
 from babel.numbers import format_percent
 from playwright.sync_api import Browser, Page, expect
 
-from clinicos.bootstrap import build_container
-from tests.e2e.conftest import Console, sign_in
+from tests.e2e.conftest import Console, deliver_outbox, sign_in
 from tests.support.clinical_examples import EXAMPLES
 
 CLINIC_ZONE = ZoneInfo("America/La_Paz")  # the demo clinics' timezone (identity demo seed)
@@ -35,22 +32,6 @@ CLINIC_LOCALE = "es"  # ... and locale: numbers are formatted the clinic's way
 # One worked case per outcome (shared/clinical/doac-examples.json).
 BLOCK_CASE, WARN_CASE, PASS_CASE, ATTEST_CASE = "G-006", "G-018", "G-017", "G-037"
 COUNTED = ("evaluations", "blocks", "warnings", "attest_required", "attestations", "overrides")
-
-
-def deliver_outbox(console: Console) -> None:
-    """Run the worker's drain once against the server's database, in a thread of its own
-    (Playwright's sync API keeps an event loop running in this one)."""
-
-    async def drain() -> None:
-        container = build_container(console.settings)
-        try:
-            result = await container.worker().drain_until_empty()
-            assert result.dead == 0, result
-        finally:
-            await container.dispose()
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(lambda: asyncio.run(drain())).result()
 
 
 def clinic_today() -> date:
