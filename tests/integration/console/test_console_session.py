@@ -260,3 +260,22 @@ async def test_admin_without_mfa_must_enrol_first(start_app: identity_fixtures.S
     )
     assert done.status_code == 200 and done.text.count("<code>") == 10
     assert (await harness.client.get("/console/home")).status_code == 200
+
+
+async def test_an_unexpected_error_is_a_friendly_page_with_the_request_id(
+    relaxed: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    users = await seed_clinic(relaxed.container)
+    await signed_in(relaxed, users["clinician"].email)
+
+    async def broken(**_: object) -> None:
+        raise RuntimeError("secret internal detail: Jorge Apaza")
+
+    monkeypatch.setattr("clinicos.console.auth_routes.organizations_of", broken)
+    response = await relaxed.client.get("/console/organization")
+    assert response.status_code == 500
+    assert "text/html" in response.headers["content-type"]
+    assert response.headers["x-request-id"] in response.text
+    assert "Something went wrong" in response.text
+    assert "Traceback" not in response.text and "Jorge" not in response.text
+    assert "RuntimeError" not in response.text
