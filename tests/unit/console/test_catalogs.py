@@ -69,7 +69,7 @@ def test_plural_messages_fill_every_placeholder_in_templates() -> None:
 
     template = templates.from_string(
         '{{ ngettext("%(num)s patient in %(clinic)s", "%(num)s patients in %(clinic)s", n,'
-        ' clinic=c) }}'
+        " clinic=c) }}"
     )
     assert template.render(n=1, c="El Alto") == "1 patient in El Alto"
     assert template.render(n=3, c="El Alto") == "3 patients in El Alto"
