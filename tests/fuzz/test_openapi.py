@@ -34,7 +34,7 @@ from tests.support.live_server import live_server
 
 EXAMPLES = int(os.environ.get("CLINICOS_FUZZ_EXAMPLES", "3"))
 LONG_RUN = "CLINICOS_FUZZ_EXAMPLES" in os.environ
-PASSWORD = "Fuzz-Password-Orbit-73"
+PASSWORD = "Fuzz-Password-Orbit-73"  # pragma: allowlist secret (a test user's)
 ROLES = ["admin", "clinician", "pharmacist", "auditor", "supervisor", "researcher"]
 CASES: dict[str, int] = {"count": 0, "5xx": 0}
 # schemathesis failure codes for server errors (ST1xx are contract failures of other kinds).
