@@ -17,7 +17,8 @@ import psycopg
 from bench.options import REPOSITORY
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (else what the platform module reports)."""
     try:
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
             if line.startswith("model name"):
@@ -76,7 +77,7 @@ def postgres_settings(admin_url: str) -> dict[str, str] | None:
 def describe_machine(postgres_admin_url: str) -> dict[str, Any]:
     dirty = _git("status", "--porcelain", "--untracked-files=no").splitlines()
     return {
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "logical_cpus": os.cpu_count(),
         "physical_cores": psutil.cpu_count(logical=False),
         "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),

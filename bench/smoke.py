@@ -41,6 +41,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from bench.machine import cpu_model
 from bench.options import REPOSITORY
 from bench.stats import percentile
 
@@ -573,19 +574,11 @@ def _recorded() -> dict[str, Any]:
         ).stdout.strip()
     except OSError:
         commit = ""
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                cpu = line.partition(":")[2].strip()
-                break
-    except OSError:
-        pass
     return {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_commit": commit or None,
         "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {cpu}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {cpu_model()}",
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
 

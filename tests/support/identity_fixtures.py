@@ -29,7 +29,7 @@ import pyotp
 import pytest
 from httpx import ASGITransport, AsyncClient
 
-from clinicos.bootstrap import Container, build_container
+from clinicos.bootstrap import Container
 from clinicos.config import Settings
 from clinicos.governance import AuditEvent, list_audit_events
 from clinicos.identity.services import organizations, users
@@ -37,6 +37,7 @@ from clinicos.kernel.actor import SystemActor
 from clinicos.kernel.clock import FixedClock
 from clinicos.main import create_app
 from tests.conftest import make_settings, truncate_all
+from tests.support import engines
 
 START = datetime(2026, 3, 2, 9, 0, 5, tzinfo=UTC)
 PASSWORD = "Correct-Horse-Battery-42"
@@ -87,13 +88,16 @@ async def running_app(
     settings: Settings, *, clock: FixedClock | None = None
 ) -> AsyncIterator[Harness]:
     clock = clock or FixedClock(START)
-    container = build_container(settings, clock=clock)
-    app = create_app(settings, container=container, run_worker=False)
-    async with (
-        app.router.lifespan_context(app),  # disposes the container on exit
-        AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver") as http,
-    ):
-        yield Harness(container=container, client=http, clock=clock, settings=settings)
+    container = engines.build_container_reusing_engine(settings, clock=clock)
+    try:
+        app = create_app(settings, container=container, run_worker=False)
+        async with (
+            app.router.lifespan_context(app),  # disposes the container on exit
+            AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver") as http,
+        ):
+            yield Harness(container=container, client=http, clock=clock, settings=settings)
+    finally:
+        engines.give_back(container.engine)  # only taken back if the lifespan disposed it
 
 
 StartApp = Callable[..., Awaitable[Harness]]

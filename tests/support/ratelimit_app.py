@@ -4,6 +4,11 @@ Serve with ``uvicorn --factory tests.support.ratelimit_app:create``; settings co
 environment (``CLINICOS_REDIS_URL``, ``CLINICOS_RATE_LIMIT__READ``, ...) and the Redis key
 prefix from ``CLINICOS_TEST_RATE_LIMIT_PREFIX``, so concurrent test runs never share budgets.
 No database: the limiter is the only thing on the stand-in container.
+
+``tests.support.ratelimit_app:create_shared_and_local`` serves the same app twice in one
+process: under ``/shared`` with the limiter the settings describe (Redis), under ``/local``
+with the in-memory limiter a process without ``CLINICOS_REDIS_URL`` would have; so one pair of
+processes shows both behaviours.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from fastapi import Depends, FastAPI, Request, Response
+from starlette.routing import Mount
 
 from clinicos.config import load_settings
 from clinicos.platform.http.problems import install_problem_handlers
@@ -83,3 +89,27 @@ def create() -> FastAPI:
     configure_logging(settings.observability.log_level, json=settings.observability.log_json)
     prefix = os.environ.get(PREFIX_ENV, DEFAULT_KEY_PREFIX)
     return build_app(build_rate_limiter(settings, key_prefix=prefix))
+
+
+def create_shared_and_local() -> FastAPI:
+    settings = load_settings(_env_file=None)
+    configure_logging(settings.observability.log_level, json=settings.observability.log_json)
+    prefix = os.environ.get(PREFIX_ENV, DEFAULT_KEY_PREFIX)
+    shared = build_rate_limiter(settings, key_prefix=prefix)  # connects on first use
+    local = build_rate_limiter(settings.model_copy(update={"redis_url": None}), key_prefix=prefix)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Mounted apps' own lifespans do not run: close both limiters here.
+        try:
+            yield
+        finally:
+            await shared.aclose()
+            await local.aclose()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        routes=[Mount("/shared", app=build_app(shared)), Mount("/local", app=build_app(local))],
+    )
+    app.add_api_route("/health", health, methods=["GET"])
+    return app

@@ -4,6 +4,7 @@ cases of shared/clinical/doac-examples.json (the case's facts as FHIR prefetch).
 
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
 from dataclasses import dataclass
@@ -47,8 +48,24 @@ class ClientKey:
     public_jwk: dict[str, Any]
 
 
+# Generating a 2048-bit RSA key costs 50-200 ms of CPU, and ~100 tests each want one or two.
+# Each call takes the next key of a small per-process ring, generated on first use: calls in a row
+# (the most any test makes is 3) get distinct keys, and a key seen again later belongs to
+# another test, whose database has since been emptied.
+_RSA_RING_SIZE = 8
+_rsa_ring: list[rsa.RSAPrivateKey] = []
+_rsa_calls = itertools.count()
+
+
+def _next_rsa_private_key() -> rsa.RSAPrivateKey:
+    slot = next(_rsa_calls) % _RSA_RING_SIZE
+    if slot == len(_rsa_ring):
+        _rsa_ring.append(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    return _rsa_ring[slot]
+
+
 def rsa_key(kid: str = "rsa-1", algorithm: str = "RS256") -> ClientKey:
-    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = _next_rsa_private_key()
     jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key()))
     return ClientKey(private, algorithm, kid, jwk | {"kid": kid, "alg": algorithm, "use": "sig"})
 

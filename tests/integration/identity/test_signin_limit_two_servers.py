@@ -5,35 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from clinicos.bootstrap import build_container
+from clinicos.config import Settings
 from clinicos.identity.services.organizations import create_organization
 from clinicos.identity.services.users import create_user
 from clinicos.kernel.actor import SystemActor
-from clinicos.platform.db.lifecycle import upgrade_and_mark
-from tests.conftest import create_pg_database, drop_pg_database, make_settings
-from tests.integration.platform.test_ratelimit_shared import (
-    REDIS_URL,
-    Server,
-    SharedStore,
-    free_port,
-    shared_store,
-    stop,
-    wait_until_healthy,
-)
+from tests.conftest import MigratedDatabases, drop_pg_database, make_settings, services_unavailable
+from tests.support.clinicos_processes import Process, api_servers, clean_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
-_ = shared_store  # the fixture, imported for this module
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REDIS_URL = os.environ.get("CLINICOS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 BUDGET = 4
 # Unique per run: the real app keeps its default key prefix, and budgets outlive a test by
 # up to a minute in Redis.
@@ -42,18 +32,27 @@ PASSWORD = "a long enough passphrase 42"
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Iterator[str]:
-    url = create_pg_database("clinicos_rl")
+def redis_available() -> None:
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
     try:
-        settings = make_settings(url, tmp_path)
-        upgrade_and_mark(settings)
-        asyncio.run(_seed(settings))
+        client.ping()
+    except redis.RedisError:
+        services_unavailable("Redis")
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def database(migrated_databases: MigratedDatabases, tmp_path: Path) -> Iterator[str]:
+    url = migrated_databases.postgres("clinicos_rl")
+    try:
+        asyncio.run(_seed(make_settings(url, tmp_path)))
         yield url
     finally:
         drop_pg_database(url)
 
 
-async def _seed(settings) -> None:  # type: ignore[no-untyped-def]
+async def _seed(settings: Settings) -> None:
     container = build_container(settings)
     try:
         async with container.uow() as uow:
@@ -83,47 +82,31 @@ async def _seed(settings) -> None:  # type: ignore[no-untyped-def]
         await container.dispose()
 
 
-def serve(name: str, database_url: str, tmp_path: Path) -> Server:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLINICOS_")}
-    env.update(
-        {
-            "CLINICOS_ENV": "test",
-            "CLINICOS_DATABASE_URL": database_url,
-            "CLINICOS_DATABASE__APP_ROLE": "clinicos_app",
-            "CLINICOS_REDIS_URL": REDIS_URL,
-            "CLINICOS_RATE_LIMIT__AUTH": f"{BUDGET}/minute",
-            "CLINICOS_VAR_DIR": str(tmp_path / name),
-            "CLINICOS_IDENTITY__ARGON2_TIME_COST": "1",
-            "CLINICOS_IDENTITY__ARGON2_MEMORY_KIB": "64",
-            "CLINICOS_IDENTITY__ARGON2_PARALLELISM": "1",
-        }
-    )
-    log_path = tmp_path / f"{name}.log"
-    command = [sys.executable, "-m", "clinicos.cli", "serve", "--port", str(port), "--no-worker"]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=log)
-    return Server(proc, f"http://127.0.0.1:{port}", log_path)
-
-
-def sign_in(server: Server, password: str) -> httpx.Response:
+def sign_in(server: Process, password: str) -> httpx.Response:
     with httpx.Client(base_url=server.base_url, timeout=10.0, trust_env=False) as http:
         return http.post("/api/v1/auth/login", json={"email": EMAIL, "password": password})
 
 
 def test_sign_in_budget_is_shared_by_two_real_servers(
-    database: str, shared_store: SharedStore, tmp_path: Path
+    database: str, redis_available: None, tmp_path: Path
 ) -> None:
-    servers = [serve(name, database, tmp_path) for name in ("one", "two")]
-    try:
-        for server in servers:
-            wait_until_healthy(server)
+    env = clean_env(
+        {
+            "CLINICOS_ENV": "test",
+            "CLINICOS_DATABASE_URL": database,
+            "CLINICOS_DATABASE__APP_ROLE": "clinicos_app",
+            "CLINICOS_REDIS_URL": REDIS_URL,
+            "CLINICOS_RATE_LIMIT__AUTH": f"{BUDGET}/minute",
+            "CLINICOS_VAR_DIR": str(tmp_path / "var"),
+            "CLINICOS_IDENTITY__ARGON2_TIME_COST": "1",
+            "CLINICOS_IDENTITY__ARGON2_MEMORY_KIB": "64",
+            "CLINICOS_IDENTITY__ARGON2_PARALLELISM": "1",
+        }
+    )
+    with api_servers(2, env, tmp_path) as servers:
         wrong = [sign_in(servers[i % 2], "not the password at all") for i in range(BUDGET)]
         # Even the right password is refused now, on either server: the budget is spent.
         refused = [sign_in(server, PASSWORD) for server in servers]
-    finally:
-        for server in servers:
-            stop(server.proc)
 
     assert [r.status_code for r in wrong] == [401] * BUDGET
     assert [int(r.headers["X-RateLimit-Remaining"]) for r in wrong] == [3, 2, 1, 0]

@@ -39,11 +39,15 @@ from clinicos.platform.db.lifecycle import (
     drop_everything,
     mark_production,
     read_marker,
-    upgrade_and_mark,
 )
 from clinicos.platform.db.models import JobSchedule, OutboxMessage
 from clinicos.platform.db.schema import head_revisions
-from tests.conftest import create_pg_database, drop_pg_database, make_settings, services_unavailable
+from tests.conftest import (
+    MigratedDatabases,
+    drop_pg_database,
+    make_settings,
+    services_unavailable,
+)
 
 CLINICOS = Path(sys.executable).parent / "clinicos"
 ALL_CHECKS = ["manifest", "dump file", "size", "sha256", "restore", "row counts"]
@@ -59,22 +63,23 @@ NewDatabase = Callable[[], Settings]
 
 
 @pytest.fixture
-def new_database(engine_name: str, tmp_path: Path) -> Iterator[NewDatabase]:
-    """Factory of fresh migrated databases of this test's engine, dropped afterwards."""
+def new_database(
+    engine_name: str, migrated_databases: MigratedDatabases, tmp_path: Path
+) -> Iterator[NewDatabase]:
+    """Factory of fresh migrated databases of this test's engine (copies of one migrated
+    template, see ``MigratedDatabases``), dropped afterwards."""
     pg_urls: list[str] = []
     numbers = itertools.count()
 
     def _new() -> Settings:
         if engine_name == "sqlite":
-            url = f"sqlite+aiosqlite:///{tmp_path / f'db-{next(numbers)}.sqlite'}"
+            url = migrated_databases.sqlite(tmp_path / f"db-{next(numbers)}.sqlite")
         else:
             if shutil.which("pg_dump") is None or shutil.which("pg_restore") is None:
                 services_unavailable("pg_dump")
-            url = create_pg_database("clinicos_backup")
+            url = migrated_databases.postgres("clinicos_backup")
             pg_urls.append(url)
-        settings = make_settings(url, tmp_path / "var")
-        upgrade_and_mark(settings)
-        return settings
+        return make_settings(url, tmp_path / "var")
 
     yield _new
     for url in pg_urls:

@@ -16,10 +16,8 @@ import json
 import os
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -32,20 +30,18 @@ import httpx
 import psycopg
 import pytest
 
-from clinicos.platform.db.lifecycle import upgrade_and_mark
-from tests.conftest import create_pg_database, drop_pg_database, make_settings
+from tests.conftest import MigratedDatabases, drop_pg_database
+from tests.support.clinicos_processes import Process, clean_env, spawn_uvicorn, stop, wait_until_up
 from tests.support.crash_app import PROBE_EVENT_TYPE, create_table_sql
 
 pytestmark = pytest.mark.slow
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 APP_FACTORY = "tests.support.crash_app:create"
 SENDERS = 12
 MAX_REQUESTS = 2000
 BURST_SECONDS = 10.0
 KILL_AFTER_ACKS = 300
 MAX_KILL_DELAY_SECONDS = 0.1
-STARTUP_SECONDS = 30.0
 STOP_SECONDS = 10.0
 REQUEST_TIMEOUT_SECONDS = 15.0  # above SQLite's 5 s busy timeout, so the server answers first
 
@@ -55,13 +51,6 @@ class Database:
     backend: str
     url: str  # what the server gets as CLINICOS_DATABASE_URL
     sqlite_path: Path | None = None
-
-
-@dataclass
-class Server:
-    proc: subprocess.Popen[bytes]
-    base_url: str
-    log_path: Path
 
 
 @dataclass
@@ -96,24 +85,21 @@ def create_probe_table(db: Database) -> None:
         conn.execute(sql)
 
 
-def prepare(db: Database, var_dir: Path) -> None:
-    upgrade_and_mark(make_settings(db.url, var_dir))
-    create_probe_table(db)
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+def database(
+    request: pytest.FixtureRequest, migrated_databases: MigratedDatabases, tmp_path: Path
+) -> Iterator[Database]:
     """A fresh, migrated database with the crash_probe table, private to this test."""
     if request.param == "sqlite":
         path = tmp_path / "crash.db"
-        db = Database("sqlite", f"sqlite+aiosqlite:///{path}", path)
-        prepare(db, tmp_path)
+        db = Database("sqlite", migrated_databases.sqlite(path), path)
+        create_probe_table(db)
         yield db
         return
-    url = create_pg_database("clinicos_crash")
+    url = migrated_databases.postgres("clinicos_crash")
     try:
         db = Database("postgresql", url)
-        prepare(db, tmp_path)
+        create_probe_table(db)
         yield db
     finally:
         drop_pg_database(url)
@@ -158,68 +144,24 @@ def read_snapshot(db: Database) -> Snapshot:
 # --- server process -----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def server_env(db: Database, var_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLINICOS_")}
-    python_path = [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-    env.update(
-        CLINICOS_DATABASE_URL=db.url,
-        CLINICOS_ENV="test",
-        CLINICOS_VAR_DIR=str(var_dir),
-        PYTHONPATH=os.pathsep.join(python_path),
-    )
-    return env
-
-
-def log_tail(server: Server, chars: int = 3000) -> str:
-    return server.log_path.read_text(errors="replace")[-chars:]
-
-
-def wait_until_healthy(server: Server) -> None:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    with httpx.Client(base_url=server.base_url, timeout=1.0, trust_env=False) as http:
-        while time.monotonic() < deadline:
-            if server.proc.poll() is not None:
-                pytest.fail(f"server exited ({server.proc.returncode}):\n{log_tail(server)}")
-            with contextlib.suppress(httpx.TransportError):
-                if http.get("/health").status_code == 200:
-                    return
-            time.sleep(0.1)
-    pytest.fail(f"server not healthy within {STARTUP_SECONDS}s:\n{log_tail(server)}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    proc.wait(timeout=STOP_SECONDS)
-
-
 @contextlib.contextmanager
-def running_server(db: Database, tmp_path: Path, name: str) -> Iterator[Server]:
-    """``uvicorn --factory tests.support.crash_app:create`` on a free port; always reaped."""
-    port = free_port()
-    log_path = tmp_path / f"{name}.log"
-    command = [sys.executable, "-m", "uvicorn", "--factory", APP_FACTORY]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            command, cwd=REPO_ROOT, env=server_env(db, tmp_path), stdout=log, stderr=log
-        )
-    server = Server(proc, f"http://127.0.0.1:{port}", log_path)
+def running_server(db: Database, tmp_path: Path, name: str) -> Iterator[Process]:
+    """``uvicorn --factory tests.support.crash_app:create`` on a free port, up on ``/health``;
+    always reaped."""
+    env = clean_env(
+        {
+            "CLINICOS_DATABASE_URL": db.url,
+            "CLINICOS_ENV": "test",
+            "CLINICOS_VAR_DIR": str(tmp_path),
+        },
+        test_apps=True,
+    )
+    server = spawn_uvicorn(name, APP_FACTORY, env, tmp_path)
     try:
-        wait_until_healthy(server)
+        wait_until_up(server)
         yield server
     finally:
-        stop(proc)
+        stop(server)
 
 
 # --- the burst --------------------------------------------------------------------------------
@@ -258,7 +200,7 @@ async def kill_when_enough_acked(
     os.kill(proc.pid, signal.SIGKILL)
 
 
-async def burst_then_kill(server: Server) -> Burst:
+async def burst_then_kill(server: Process) -> Burst:
     """SENDERS concurrent writers; SIGKILL once KILL_AFTER_ACKS were acknowledged (+ jitter)."""
     burst, killed = Burst(), asyncio.Event()
     deadline = time.monotonic() + BURST_SECONDS
@@ -307,7 +249,7 @@ def assert_sqlite_recovered_intact(wal_left_by_crash: bool, snapshot: Snapshot) 
     assert snapshot.integrity == [("ok",)]
 
 
-def assert_ready_and_writable(server: Server) -> None:
+def assert_ready_and_writable(server: Process) -> None:
     with httpx.Client(base_url=server.base_url, timeout=5.0, trust_env=False) as http:
         ready = http.get("/ready")
         assert ready.status_code == 200, ready.text

@@ -34,10 +34,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from clinicos.bootstrap import build_container
 from clinicos.governance.handlers import KPI_HANDLER
-from clinicos.platform.db.lifecycle import upgrade_and_mark
 from clinicos.platform.ratelimit import DEFAULT_KEY_PREFIX, derive_key_secret, storage_key
-from tests.conftest import create_pg_database, drop_pg_database, make_settings, services_unavailable
-from tests.support.clinicos_processes import Process, api_servers, outbox_workers
+from tests.conftest import MigratedDatabases, drop_pg_database, make_settings, services_unavailable
+from tests.support.clinicos_processes import Process, installation
 from tests.support.identity_fixtures import SeededUser, create_org, create_user
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
@@ -100,16 +99,17 @@ async def _seed(db_url: str, var_dir: Path) -> dict[str, SeededUser]:
 
 
 @pytest.fixture
-def installation(redis_client: redis.Redis, tmp_path: Path) -> Iterator[Installation]:
+def inst(
+    redis_client: redis.Redis, migrated_databases: MigratedDatabases, tmp_path: Path
+) -> Iterator[Installation]:
     """A fresh migrated PostgreSQL database with one clinic and four clinicians, and the
     environment every process of the installation shares; its Redis buckets are deleted after
     (they would expire within a minute anyway)."""
-    url = create_pg_database("clinicos_scale")
+    url = migrated_databases.postgres("clinicos_scale")
     # Per test: its rate-limit digests are its own, so other tests' buckets are never touched.
     secret_key = secrets.token_urlsafe(48)
     inst: Installation | None = None
     try:
-        upgrade_and_mark(make_settings(url, tmp_path))
         users = asyncio.run(_seed(url, tmp_path))
         env = {
             "CLINICOS_ENV": "test",
@@ -311,13 +311,10 @@ def read_bookkeeping(db_url: str) -> Bookkeeping:
 
 
 def test_two_api_processes_and_two_workers_share_limits_sessions_and_the_outbox(
-    installation: Installation, redis_client: redis.Redis, tmp_path: Path
+    inst: Installation, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
-    inst = installation
-    with (
-        outbox_workers(2, inst.env, tmp_path) as workers,
-        api_servers(2, inst.env, tmp_path) as (a, b),
-    ):
+    # All four processes start at once (their start-ups overlap), each waited on until up.
+    with installation(2, 2, inst.env, tmp_path) as ((a, b), workers):
         check_shared_rate_limit(inst, a, b, redis_client)
         check_sessions_on_either_process(inst, a, b)
         evaluation_ids = evaluate_on_both(inst, a, b)
