@@ -241,10 +241,37 @@ def parse_range(
     )
 
 
+# KPIs count what this system recorded: a range reaching before 1900 or into the year 9999 is a
+# typo, and the day arithmetic at its ends (the day before, a week's Monday, the next midnight)
+# would step outside the calendar a datetime can hold.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+
+
 def _instant(
     raw: str | None, name: str, zone: ZoneInfo, *, end_of_day: bool, errors: list[FieldError]
 ) -> datetime | None:
     loc: tuple[str | int, ...] = ("query", name)
+    try:
+        moment = _parsed_instant(raw, loc, zone, end_of_day=end_of_day, errors=errors)
+    except OverflowError:  # 0001-01-01T00:00+14:00 is before the first UTC instant
+        moment = None
+        errors.append(FieldError(loc, "is out of range"))
+    if moment is not None and not EARLIEST <= moment <= LATEST:
+        bounds = f"{EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}"
+        errors.append(FieldError(loc, f"must lie between {bounds}"))
+        return None
+    return moment
+
+
+def _parsed_instant(
+    raw: str | None,
+    loc: tuple[str | int, ...],
+    zone: ZoneInfo,
+    *,
+    end_of_day: bool,
+    errors: list[FieldError],
+) -> datetime | None:
     if raw is None or not raw.strip():
         errors.append(FieldError(loc, "is required (a date or a datetime with an offset)"))
         return None

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 ALGORITHM = "EdDSA"
+_LAST_TIMESTAMP = int(datetime(9999, 12, 31, tzinfo=UTC).timestamp())
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "org", "roles", "jti", "sid", "iat", "exp")
 
 
@@ -147,6 +148,8 @@ class TokenCodec:
         exp = claims["exp"]
         if isinstance(exp, bool) or not isinstance(exp, int) or exp <= moment:
             raise TokenInvalid("expired")
+        if exp > _LAST_TIMESTAMP:  # not one of ours, and past what a datetime can hold
+            raise TokenInvalid("exp out of range")
         nbf = claims.get("nbf", 0)
         if isinstance(nbf, bool) or not isinstance(nbf, int) or nbf > moment:
             raise TokenInvalid("not yet valid")

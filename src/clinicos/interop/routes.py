@@ -35,8 +35,11 @@ EVERYTHING_LIMIT = 1000
 def fhir_response(
     content: dict[str, Any], *, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
+    # "replace": a lone surrogate a client sent (JSON's "\ud800") that an error message names,
+    # such as an unknown resourceType, is not text any response can carry; it becomes "?".
+    body = json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "replace")
     return Response(
-        content=json.dumps(content, separators=(",", ":"), ensure_ascii=False),
+        content=body,
         status_code=status,
         media_type=FHIR_JSON,
         headers=headers,
@@ -81,11 +84,20 @@ async def _body(request: Request) -> Any:
         raise StarletteHTTPException(415, "send the resource as application/fhir+json")
     raw = await request.body()
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_not_json)
     except json.JSONDecodeError as exc:
         raise FhirBadRequest(f"the body is not valid JSON at position {exc.pos}") from None
     except UnicodeDecodeError:
         raise FhirBadRequest("the body is not UTF-8") from None
+    except RecursionError:  # the parser recurses per nesting level
+        raise FhirBadRequest("the body nests arrays or objects too deeply") from None
+    except ValueError:  # a number past Python's int-from-text limit (4,300 digits)
+        raise FhirBadRequest("the body holds a number with too many digits") from None
+
+
+def _not_json(constant: str) -> Any:
+    """``NaN`` and ``±Infinity`` are Python's extensions, not JSON (RFC 8259 §6)."""
+    raise FhirBadRequest(f"the body is not valid JSON: {constant} is not a JSON number")
 
 
 def _version_of(request: Request) -> int | None:

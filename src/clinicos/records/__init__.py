@@ -51,6 +51,7 @@ from clinicos.records.services.clinical import (
     update_condition,
     update_observation,
 )
+from clinicos.records.services.contact_rules import is_email, is_phone
 from clinicos.records.services.data_subject import (
     CONTACT_FIELDS,
     CORRECTABLE,
@@ -218,7 +219,9 @@ __all__ = [
     "get_observation",
     "get_patient",
     "get_prescription",
+    "is_email",
     "is_loinc_code",
+    "is_phone",
     "issue_prescription",
     "latest_observations",
     "list_allergies",

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from clinicos.platform.http.strict import StrictBody
+from clinicos.records.services.contact_rules import PHONE_MAX, PHONE_MIN, PHONE_PATTERN
 
 Sex = Literal["male", "female", "other", "unknown"]
 # Short free-text fields; PHI, so never echoed in errors (the problem names the field only).
@@ -19,7 +20,7 @@ NationalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=
 Phone = Annotated[
     str,
     StringConstraints(
-        strip_whitespace=True, min_length=4, max_length=32, pattern=r"^\+?[0-9 ()./-]+$"
+        strip_whitespace=True, min_length=PHONE_MIN, max_length=PHONE_MAX, pattern=PHONE_PATTERN
     ),
 ]
 Language = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$")]

@@ -177,21 +177,38 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+def _text(value: Any) -> str | None:
+    """A string member as itself; anything else (a list or an object where FHIR has a code,
+    which a set or dict lookup could not even hash) as None."""
+    return value if isinstance(value, str) else None
+
+
 def normalize_name(text: str) -> str:
     """doac-rules.md A8: lowercase generic names, apostrophes and dots dropped."""
     text = text.lower().replace("\u2019", "").replace("'", "").replace(".", " ")
     return re.sub(r"\s+", " ", text).strip()
 
 
+# No dose, weight, creatinine or timing is written with 31 digits before the point or 30 zeros
+# after it: such numbers are unreadable, which keeps every product and quotient (Cockcroft-Gault
+# divides by the creatinine) within the decimal context's precision and exponent range.
+_MAX_ADJUSTED_EXPONENT = 30
+
+
 def _decimal(value: Any) -> Decimal | None:
-    """A JSON number as an exact Decimal (via its shortest text, so 67.05 stays 67.05)."""
+    """A JSON number as an exact Decimal (via its shortest text, so 67.05 stays 67.05); None
+    when it is not a finite number of a sane magnitude."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
     try:
         number = Decimal(str(value))
-    except InvalidOperation:
+    except (InvalidOperation, ValueError):  # ValueError: an int past 4,300 digits
         return None
-    return number if number.is_finite() else None
+    if not number.is_finite():
+        return None
+    if number and abs(number.adjusted()) > _MAX_ADJUSTED_EXPONENT:
+        return None
+    return number
 
 
 def _codings(concept: Any) -> Iterator[tuple[str, str, str]]:
@@ -231,7 +248,10 @@ def _fhir_moment(value: Any) -> tuple[datetime | None, date | None]:
         return None, None
     if moment.tzinfo is None:
         return None, None
-    moment = moment.astimezone(UTC)
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+14:00 falls before the first UTC instant
+        return None, None
     return moment, moment.date()
 
 
@@ -346,7 +366,7 @@ def _observations(
     found = prefetch_resources(prefetch, key, "Observation", patient_id) or []
     usable = []
     for observation in found:
-        if observation.get("status") in _UNUSABLE_OBSERVATION:
+        if _text(observation.get("status")) in _UNUSABLE_OBSERVATION:
             continue
         loinc = {c for s, c, _ in _codings(observation.get("code")) if s == LOINC}
         if loinc & codes:
@@ -451,10 +471,10 @@ def patient_facts(
     requests = prefetch_resources(prefetch, MEDICATIONS_KEY, "MedicationRequest", patient_id)
     names: list[str] = []
     for request in requests or []:
-        if request.get("id") in draft_ids:
+        if _text(request.get("id")) in draft_ids:
             continue
         status = request.get("status")
-        if status is not None and status not in _USABLE_ORDER_STATUS:
+        if status is not None and _text(status) not in _USABLE_ORDER_STATUS:
             continue
         names.extend(medication_names(request, terminology)[1])
     facts["other_medications"] = tuple(dict.fromkeys(names))
@@ -556,7 +576,7 @@ def frequency_code(timing: Any) -> str | None:
 
 def _per_day(repeat: Mapping[str, Any]) -> int | None:
     period = _decimal(repeat.get("period"))
-    unit = repeat.get("periodUnit")
+    unit = _text(repeat.get("periodUnit"))
     frequency = _decimal(repeat.get("frequency", 1))
     if period is None:
         times = _as_list(repeat.get("timeOfDay")) or _as_list(repeat.get("when"))

@@ -18,6 +18,10 @@ ORDER_SELECT = "order-select"
 MAX_FEEDBACK_ENTRIES = 50
 MAX_COMMENT_CHARS = 1000
 MAX_SELECTIONS = 50
+# A FHIR resource inside a hook request nests a dozen levels at most; the cards echo the draft
+# order back (a suggestion's resource), and a response nested past the serializer's recursion
+# limit would fail only after the evaluation was committed.
+MAX_NESTING = 64
 T = TypeVar("T", bound=BaseModel)
 
 
@@ -105,9 +109,43 @@ class FeedbackRequest(BaseModel):
     feedback: list[FeedbackEntry] = Field(min_length=1, max_length=MAX_FEEDBACK_ENTRIES)
 
 
+def _unusable(value: Any, limit: int) -> str | None:
+    """What makes a JSON body unusable although it parsed: objects and arrays nested more
+    than ``limit`` levels, or text that is not Unicode (JSON's ``"\\ud800"``, a lone
+    surrogate, which no response can carry back). Iterative: deep input cannot recurse."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return "text must be Unicode (a lone surrogate is not)"
+            continue
+        if isinstance(item, dict):
+            children: list[Any] = [*item.keys(), *item.values()]
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return f"objects and arrays may nest at most {limit} levels deep"
+        stack.extend((child, depth + 1) for child in children)
+    return None
+
+
 def parse_body(model: type[T], body: Any, *, what: str) -> T:
     """``model`` from a JSON body, or the 400 the CDS Hooks specification asks for, naming
-    every offending field (never its value: prefetch holds PHI)."""
+    every offending field (never its value: prefetch holds PHI). A body the cards could not
+    echo back (a draft order is returned in suggestions) is refused here, before anything is
+    evaluated and stored."""
+    problem = _unusable(body, MAX_NESTING)
+    if problem is not None:
+        raise BadRequest(
+            f"malformed {what}: body",
+            code="malformed_cds_hooks_request",
+            data={"errors": [{"field": "body", "message": problem, "type": "value_error"}]},
+        )
     try:
         return model.model_validate(body)
     except ValidationError as exc:

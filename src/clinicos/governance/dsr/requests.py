@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, func, not_, or_, select
@@ -382,7 +382,9 @@ def _decode(cursor: str) -> tuple[datetime, str]:
         at = datetime.fromisoformat(stamp)
         if at.tzinfo is None or not row_id:
             raise ValueError
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        # 0001-01-01T00:00+14:00 parses but has no UTC instant (the column stores UTC).
+        at = at.astimezone(UTC)
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise BadRequest(
             "query parameter 'cursor' is not a cursor this API issued", code="invalid_cursor"
         ) from None

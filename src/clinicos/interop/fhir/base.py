@@ -168,7 +168,10 @@ def instant(value: Any, path: str) -> datetime:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise invalid(path, "a time zone is required")
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00+14:00 is before the first UTC instant
+            raise invalid(path, "is outside the range of dates this server stores") from None
     if isinstance(value, date):
         return datetime.combine(value, time.min, tzinfo=UTC)
     if isinstance(value, str):

@@ -97,12 +97,14 @@ def to_fhir(row: Any) -> dict[str, Any]:
 def _code(observation: FhirObservation) -> tuple[str, str, str | None]:
     """``(system, code, display)``: the LOINC coding if there is one, else the first."""
     chosen = None
-    for coding in observation.code.coding or []:
+    # Required elements may still arrive as null (fhir.resources lets an explicit null through).
+    concept = observation.code
+    for coding in (concept.coding if concept else None) or []:
         if coding.code and (chosen is None or (coding.system == LOINC and chosen.system != LOINC)):
             chosen = coding
     if chosen is None:
         raise invalid("Observation.code.coding", "a coded observation (LOINC) is required")
-    display = chosen.display or observation.code.text
+    display = chosen.display or (concept.text if concept else None)
     return chosen.system or "", str(chosen.code), display and display[:200]
 
 
@@ -170,7 +172,8 @@ def from_fhir(data: Any, resolver: Resolver | None = None) -> tuple[str, Observa
     components = []
     for index, component in enumerate(observation.component or []):
         path = f"Observation.component[{index}]"
-        component_code = next((c for c in component.code.coding or [] if c.code), None)
+        codings = (component.code.coding if component.code else None) or []
+        component_code = next((c for c in codings if c.code), None)
         if component_code is None or component.valueQuantity is None:
             raise invalid(path, "a component needs a coded quantity")
         component_value, component_unit = _quantity_of(

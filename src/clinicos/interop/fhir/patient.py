@@ -21,6 +21,7 @@ from clinicos.interop.fhir.base import (
     Resolver,
     SearchPage,
     SearchRequest,
+    day_of,
     meta,
     validate_model,
 )
@@ -33,6 +34,8 @@ from clinicos.records import (
     PatientView,
     add_patient,
     get_patient,
+    is_email,
+    is_phone,
     register_patient,
     search_patients,
     update_patient,
@@ -175,8 +178,12 @@ def from_fhir(data: Any) -> PatientFields:
         path = f"Patient.telecom[{index}].value"
         if contact.system == "phone" and phone is None:
             phone = _bounded(contact.value, path, 32)
+            if phone is not None and not is_phone(phone):
+                raise invalid(path, "a phone number: 4-32 digits, spaces and + ( ) . / -")
         elif contact.system == "email" and email is None:
             email = _bounded(contact.value, path, 254)
+            if email is not None and not is_email(email):
+                raise invalid(path, "an email address")
     address = None
     if patient.address:
         first = patient.address[0]
@@ -197,7 +204,8 @@ def from_fhir(data: Any) -> PatientFields:
         )
     language = None
     for communication in patient.communication or []:
-        for coding in communication.language.coding or []:
+        concept = communication.language  # required, but an explicit null gets through
+        for coding in (concept.coding if concept else None) or []:
             if coding.code:
                 language = _bounded(coding.code, "Patient.communication[0].language", 16)
                 break
@@ -207,7 +215,8 @@ def from_fhir(data: Any) -> PatientFields:
         mrn=mrn,
         family_name=family,
         given_name=given,
-        birth_date=patient.birthDate,
+        # FHIR allows "1948" or "1948-05"; the record keeps a day (day_of refuses the rest).
+        birth_date=day_of(patient.birthDate, "Patient.birthDate"),
         sex=gender,
         national_id=national_id,
         phone=phone,

@@ -131,6 +131,13 @@ def _date_bounds(raw: str) -> list[DateBound]:
 def _date_range(text: str) -> tuple[datetime, datetime]:
     """The instant range a FHIR date value covers: a day, a month, a year, or an instant."""
     try:
+        return _covered(text)
+    except OverflowError:  # 9999-12-31 has no next day; 0001-01-01T00:00+14:00 no UTC instant
+        raise FhirBadRequest("search parameter 'date' is outside the range of dates") from None
+
+
+def _covered(text: str) -> tuple[datetime, datetime]:
+    try:
         if len(text) == 4:
             year = int(text)
             return datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC)

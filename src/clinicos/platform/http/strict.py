@@ -13,11 +13,12 @@ from __future__ import annotations
 import re
 import types
 import typing
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -111,5 +112,13 @@ def _iso_datetime(value: Any) -> Any:
     return value
 
 
-IsoDatetime = Annotated[AwareDatetime, BeforeValidator(_iso_datetime)]
-"""A query parameter's datetime: ISO 8601 text only (lax parsing would take ``0.5`` as 1970)."""
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+14:00 parses but has no UTC instant
+        raise PydanticCustomError("datetime_range", "is outside the range of dates") from None
+
+
+IsoDatetime = Annotated[AwareDatetime, BeforeValidator(_iso_datetime), AfterValidator(_in_utc)]
+"""A query parameter's datetime, in UTC: ISO 8601 text only (lax parsing would take ``0.5`` as
+1970), and one that has a UTC instant (the database stores UTC)."""

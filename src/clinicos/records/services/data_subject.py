@@ -50,6 +50,7 @@ from clinicos.records.services.common import (
     audit_access,
     load_patient,
 )
+from clinicos.records.services.contact_rules import is_email, is_phone
 from clinicos.records.services.encounters import EncounterView, open_encounter
 from clinicos.records.services.medications.statements import StatementStatus, update_medication
 from clinicos.records.services.notes import FINAL, NoteView, open_note
@@ -188,8 +189,15 @@ def _day(value: str) -> date:
 
 def _email(value: str) -> str | None:
     parsed = _text(254)(value)
-    if parsed is not None and ("@" not in parsed or " " in parsed):
+    if parsed is not None and not is_email(parsed):  # the JSON API's rule: no way around it
         raise ValueError("an email address")
+    return parsed
+
+
+def _phone(value: str) -> str | None:
+    parsed = _text(32)(value)
+    if parsed is not None and not is_phone(parsed):
+        raise ValueError("a phone number: digits, spaces and + ( ) . / -")
     return parsed
 
 
@@ -213,7 +221,7 @@ CORRECTABLE: Mapping[str, Mapping[str, Parser]] = {
         "birth_date": _day,
         "sex": _one_of(SEXES),
         "national_id": _text(32),
-        "phone": _text(32),
+        "phone": _phone,
         "email": _email,
         "preferred_language": _text(16),
     },

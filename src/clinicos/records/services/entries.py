@@ -49,7 +49,11 @@ def aware_utc(value: datetime, field: str) -> datetime:
     """An aware datetime in UTC; a naive one is a 422 naming ``field``."""
     if value.tzinfo is None:
         raise_invalid([FieldError((field,), "a timezone-aware datetime is required", "naive")])
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+14:00 is before the first UTC instant
+        error = FieldError((field,), "is outside the range of dates", "range")
+        raise ValidationFailed(f"invalid fields: {field}", errors=(error,)) from None
 
 
 def length_problems(model: Any, values: Any) -> list[FieldError]:

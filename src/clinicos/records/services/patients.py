@@ -8,7 +8,7 @@ import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import and_, or_, select
@@ -372,6 +372,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         created_at = datetime.fromisoformat(stamp)
         if created_at.tzinfo is None or not row_id:
             raise ValueError
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        # 0001-01-01T00:00+14:00 parses but has no UTC instant (the column stores UTC).
+        created_at = created_at.astimezone(UTC)
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise InvalidCursor("query parameter 'cursor' is not a cursor this API issued") from None
     return created_at, row_id

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 from clinicos.kernel.errors import FieldError
 
@@ -109,9 +109,36 @@ def normalise_unit(unit: str | None) -> str | None:
 
 
 def plain_decimal(value: Decimal | None) -> Decimal | None:
-    """``72.5000000000`` (SQLite's float round trip) → ``72.5``; ``1E+2`` → ``100``."""
+    """``72.5000000000`` (SQLite's float round trip) → ``72.5``; ``1E+2`` → ``100``. A
+    number too large to write out in the context's 28 digits (``1E+308``) stays as it is:
+    ``magnitude_problem`` refuses it."""
     if value is None:
         return None
     value = value.normalize()
     exponent = value.as_tuple().exponent
-    return value.quantize(Decimal(1)) if isinstance(exponent, int) and exponent > 0 else value
+    if not isinstance(exponent, int) or exponent <= 0:
+        return value
+    try:
+        return value.quantize(Decimal(1))
+    except InvalidOperation:
+        return value
+
+
+# What the JSON API's schemas accept (records/clinical_schemas.py Measurement and Dose): the
+# FHIR facade and imports reach the same use cases without those schemas.
+MEASUREMENT_INTEGER_DIGITS = 9
+DOSE_INTEGER_DIGITS = 8
+
+
+def magnitude_problem(
+    value: Decimal | None, loc: tuple[str | int, ...], integer_digits: int
+) -> FieldError | None:
+    """Why ``value`` cannot be stored: not finite, or more than ``integer_digits`` digits
+    before the decimal point (SQLite would keep it as a float, or as infinity); None if it can."""
+    if value is None:
+        return None
+    if not value.is_finite():
+        return FieldError(loc, "must be a finite number", "decimal")
+    if value != 0 and value.adjusted() >= integer_digits:
+        return FieldError(loc, f"at most {integer_digits} digits before the decimal point", "range")
+    return None

@@ -15,8 +15,10 @@ from clinicos.records.errors import InvalidTransition
 from clinicos.records.services.entries import CLOCK_SKEW, aware_utc
 from clinicos.records.services.terminology import (
     LOINC,
+    MEASUREMENT_INTEGER_DIGITS,
     code_problem,
     is_loinc_code,
+    magnitude_problem,
     normalise_unit,
     plain_decimal,
 )
@@ -163,6 +165,9 @@ def _value_problems(values: ObservationFields) -> list[FieldError]:
         "components": bool(values.components),
     }
     forms = [name for name, given in present.items() if given]
+    too_large = magnitude_problem(values.value, ("value",), MEASUREMENT_INTEGER_DIGITS)
+    if too_large is not None:
+        return [too_large]
     if len(forms) > 1:
         return [FieldError((forms[1],), f"give only one of {', '.join(forms)}", "value_form")]
     if values.unit is not None and values.value is None:
@@ -200,6 +205,10 @@ def _component_problems(components: Sequence[Component], *, panel: bool) -> list
     by_code: dict[str, Component] = {}
     for index, component in enumerate(components):
         loc: tuple[str | int, ...] = ("components", index)
+        too_large = magnitude_problem(component.value, (*loc, "value"), MEASUREMENT_INTEGER_DIGITS)
+        if too_large is not None:
+            errors.append(too_large)
+            continue
         if not is_loinc_code(component.code):
             errors.append(FieldError((*loc, "code"), "not a valid LOINC code", "code_invalid"))
         elif component.code in by_code:

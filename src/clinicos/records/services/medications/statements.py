@@ -33,8 +33,10 @@ from clinicos.records.services.entries import (
 )
 from clinicos.records.services.terminology import (
     ATC,
+    DOSE_INTEGER_DIGITS,
     RXNORM,
     code_problem,
+    magnitude_problem,
     normalise_unit,
     plain_decimal,
 )
@@ -95,6 +97,8 @@ def medication_problems(values: MedicationFields, now: datetime) -> list[FieldEr
         errors.append(FieldError(("display",), "the drug's name is required", "missing"))
     if values.dose is not None and values.dose <= 0:
         errors.append(FieldError(("dose",), "must be above 0", "range"))
+    elif (too_large := magnitude_problem(values.dose, ("dose",), DOSE_INTEGER_DIGITS)) is not None:
+        errors.append(too_large)
     if (values.dose is None) != (values.dose_unit is None):
         field = "dose_unit" if values.dose is not None else "dose"
         errors.append(FieldError((field,), "dose and dose_unit go together", "missing"))
