@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Literal
 
 from clinicos.cds.engine import Facts, RulePack
-from clinicos.cds.engine.inputs import MAX_AGE_YEARS, MAX_WEIGHT_KG
+from clinicos.cds.engine.inputs import MAX_AGE_YEARS, MAX_WEIGHT_KG, plausible_creatinine
 from clinicos.kernel.actor import Actor
 from clinicos.kernel.errors import Conflict
 from clinicos.platform.db.uow import SqlUnitOfWork
@@ -175,6 +175,8 @@ def _creatinine_candidate(observation: LatestObservation | None) -> CreatinineFa
         return None
     unit = _CREATININE_UNIT.get(observation.code)
     if unit is None or observation.unit != unit:
+        return None
+    if not plausible_creatinine(observation.value, unit):  # a typo, not a fact: the gate asks
         return None
     return CreatinineFact(
         value=observation.value,

@@ -192,6 +192,11 @@ SCENARIOS: dict[str, Scenario] = {
         frozenset({"dabigatran_crcl_30_or_less_vte"}),
         creatinine_from="final",
     ),
+    # Below assay resolution (inputs.MIN_SCR_MG_DL, our policy) a stored value is a typo, not a
+    # fact: 0.001 mg/dL would give CrCl 58,000; the data gate asks for a real result instead.
+    "creatinine-below-assay-resolution-attest": Scenario(
+        DABIGATRAN_VTE, (weight(), scr("0.001")), "ATTEST", None, frozenset({"creatinine_missing"})
+    ),
     # doac-rules.md 0.4: no creatinine -> ATTEST; CrCl null; nothing invented.
     "missing-creatinine-attest": Scenario(
         DABIGATRAN_VTE, (weight(),), "ATTEST", None, frozenset({"creatinine_missing"})

@@ -68,7 +68,26 @@ CASES: dict[str, tuple[Edit, str, str]] = {
     "zero-creatinine": (
         patient(serum_creatinine_mg_dl=0),
         "body.patient.serum_creatinine_mg_dl",
-        "greater than 0",
+        "0.01",
+    ),
+    # Found by the parser fuzzer: 1e-300 mg/dL overflowed Cockcroft-Gault's rounding (a 500).
+    "creatinine-1e-300": (
+        patient(serum_creatinine_mg_dl=1e-300),
+        "body.patient.serum_creatinine_mg_dl",
+        "0.01",
+    ),
+    "creatinine-below-assay-resolution": (
+        patient(serum_creatinine_mg_dl=0.009),
+        "body.patient.serum_creatinine_mg_dl",
+        "0.01",
+    ),
+    "creatinine-umol-below-assay-resolution": (
+        lambda body: (
+            body["patient"].pop("serum_creatinine_mg_dl"),
+            patient(serum_creatinine_umol_l=0.5)(body),
+        ),
+        "body.patient.serum_creatinine_umol_l",
+        "0.884",
     ),
     "unknown-sex": (patient(sex="x"), "body.patient.sex", "male"),
     "missing-order": (lambda body: body.pop("order"), "body.order", "required"),

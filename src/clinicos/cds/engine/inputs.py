@@ -14,6 +14,18 @@ from clinicos.cds.engine.keys import Drug, Frequency, Indication
 # Impossible values are rejected (issue 5, "Bad input"): age 0-130, weight 0-500 kg, SCr > 0.
 MAX_AGE_YEARS = 130
 MAX_WEIGHT_KG = 500
+# Our policy, not a clinical floor (doac-rules.md 0.5 forbids rounding a low SCr up): a serum
+# creatinine below 0.01 mg/dL (0.884 umol/L) is under the reporting resolution of clinical
+# creatinine assays (results are given to 0.01 mg/dL or 1 umol/L), so it is not a measurement but
+# a typo. Refusing it also keeps Cockcroft-Gault's quotient finite: 1e-300 mg/dL would divide
+# past what the decimal context can round (found by the parser fuzzer, tests/fuzz).
+MIN_SCR_MG_DL = Decimal("0.01")
+MIN_SCR_UMOL_L = Decimal("0.884")  # 0.01 x 88.4
+
+
+def plausible_creatinine(value: Decimal, unit: Literal["mg/dL", "umol/L"]) -> bool:
+    """Whether a serum creatinine in ``unit`` is one the engine takes (see MIN_SCR_MG_DL)."""
+    return value >= (MIN_SCR_MG_DL if unit == "mg/dL" else MIN_SCR_UMOL_L)
 
 
 def _to_utc_date(value: Any) -> Any:
@@ -49,8 +61,8 @@ class Facts(BaseModel):
     sex: Literal["male", "female"]
     weight_kg: Decimal | None = Field(default=None, gt=0, le=MAX_WEIGHT_KG)
     weight_measured_at: MeasuredDate = None
-    serum_creatinine_mg_dl: Decimal | None = Field(default=None, gt=0)
-    serum_creatinine_umol_l: Decimal | None = Field(default=None, gt=0)
+    serum_creatinine_mg_dl: Decimal | None = Field(default=None, ge=MIN_SCR_MG_DL)
+    serum_creatinine_umol_l: Decimal | None = Field(default=None, ge=MIN_SCR_UMOL_L)
     creatinine_measured_at: MeasuredDate = None
     active_bleeding: bool = False
     mechanical_valve: bool = False

@@ -17,7 +17,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from clinicos.cds.engine import RulePack
-from clinicos.cds.engine.inputs import MAX_AGE_YEARS, MAX_WEIGHT_KG
+from clinicos.cds.engine.inputs import MAX_AGE_YEARS, MAX_WEIGHT_KG, plausible_creatinine
 
 LOINC = "http://loinc.org"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
@@ -405,9 +405,10 @@ def creatinine(observation: Mapping[str, Any]) -> tuple[str, Decimal] | None:
     if value is None or value <= 0:
         return None
     unit = _unit(quantity)
-    if unit == "mg/dl":
+    # An implausible value is not a fact: left out, the data gate asks for a fresh one.
+    if unit == "mg/dl" and plausible_creatinine(value, "mg/dL"):
         return "serum_creatinine_mg_dl", value
-    if unit == "umol/l":
+    if unit == "umol/l" and plausible_creatinine(value, "umol/L"):
         return "serum_creatinine_umol_l", value
     return None
 
