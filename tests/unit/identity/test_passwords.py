@@ -113,3 +113,17 @@ def test_passwords_verify_without_stored_hash_refuses_even_the_dummy_password() 
     result = Passwords(**FAST).verify(None, "dummy password for timing equalisation")
     # Assert
     assert result.ok is False
+
+
+def test_passwords_unknown_user_verify_runs_argon2_with_the_configured_parameters() -> None:
+    """An unknown user's sign-in must cost what a known user's does: the stand-in hash is a
+    well-formed argon2id hash in the hasher's own parameters (so verify runs them), of no
+    password (a random digest), made without hashing at start-up."""
+    passwords = Passwords(**FAST)
+    stand_in = passwords._dummy_hash
+    hasher = passwords._hasher
+
+    assert stand_in.startswith("$argon2id$")
+    assert not hasher.check_needs_rehash(stand_in)  # same m, t, p, lengths as real hashes
+    assert passwords.verify(stand_in, "").ok is False
+    assert Passwords(**FAST)._dummy_hash != stand_in  # random salt and digest per process
