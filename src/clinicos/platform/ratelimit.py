@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 from clinicos.config import ConfigurationError, Settings, mask_url
 from clinicos.kernel.errors import RateLimited, ServiceUnavailable
 from clinicos.platform.observability.logging import get_logger
+from clinicos.platform.observability.metrics import RATE_LIMIT_STORE_FAILURES
 
 log = get_logger("clinicos.ratelimit")
 
@@ -151,10 +152,14 @@ class RateLimiter:
         # The key and the exception message stay out of the log: the key may be an email, and
         # driver messages may quote arguments.
         closed = category in self._fail_closed
+        policy = "fail_closed" if closed else "fail_open"
+        # A log line alone cannot be alerted on reliably: failing open means no limit at all,
+        # so operators need a counter (labels: the fixed category and policy names only).
+        RATE_LIMIT_STORE_FAILURES.labels(category=category, policy=policy).inc()
         log.warning(
             "rate_limit_store_unavailable",
             category=category,
-            policy="fail_closed" if closed else "fail_open",
+            policy=policy,
             error=type(exc).__name__,
         )
         if closed:

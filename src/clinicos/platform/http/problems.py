@@ -250,7 +250,43 @@ def _is_contention(exc: DBAPIError) -> bool:
     return type(exc.orig).__module__ == "sqlite3" and ("locked" in text or "busy" in text)
 
 
+# Conditions of the database itself, not of this request: each answers a 503 naming the
+# condition (a read-only database used to fall through to a 500, and a full disk was reported
+# as "not reachable", which sends operators to the network instead of the disk). SQLite's
+# primary result codes (sqlite3 exposes them as ``sqlite_errorcode``; the low byte is the
+# primary code) and PostgreSQL's SQLSTATEs.
+_SQLITE_READONLY = 8
+_SQLITE_FULL = 13
+_PG_READ_ONLY_TRANSACTION = "25006"  # e.g. connected to a hot standby after a failover
+_PG_DISK_FULL = "53100"
+
+
+def _database_condition(exc: DBAPIError) -> ServiceUnavailable | None:
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    sqlite_code = getattr(exc.orig, "sqlite_errorcode", None)
+    primary = sqlite_code & 0xFF if isinstance(sqlite_code, int) else None
+    if sqlstate == _PG_READ_ONLY_TRANSACTION or primary == _SQLITE_READONLY:
+        return ServiceUnavailable(
+            "the database accepts no writes at the moment (read-only); try again later",
+            code="database_read_only",
+        )
+    if sqlstate == _PG_DISK_FULL or primary == _SQLITE_FULL:
+        return ServiceUnavailable(
+            "the database has no storage space left; try again later", code="database_full"
+        )
+    return None
+
+
 async def _dbapi_error_response(request: Request, exc: Exception) -> Response:
+    condition = _database_condition(exc) if isinstance(exc, DBAPIError) else None
+    if condition is not None:
+        # The error's type and code only: the statement and its parameters may hold PHI.
+        log.error(
+            "database_refused_write",
+            code=condition.code,
+            error=type(getattr(exc, "orig", None) or exc).__name__,
+        )
+        return domain_error_response(request, condition)
     if isinstance(exc, DBAPIError) and _is_contention(exc):
         log.warning("database_busy", exc_info=exc)
         return domain_error_response(

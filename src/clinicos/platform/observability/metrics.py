@@ -51,6 +51,13 @@ CDS_ENGINE_FAILURES = Counter(
     "the order was refused with a 500, never passed)",
     ["path"],
 )
+RATE_LIMIT_STORE_FAILURES = Counter(
+    "clinicos_rate_limit_store_failures_total",
+    "Rate-limit checks that could not reach the shared store (Redis), by category and policy: "
+    "fail_closed requests were refused with a 503, fail_open ones served unlimited (alert on "
+    "any increase)",
+    ["category", "policy"],
+)
 SCHEMA_CURRENT = Gauge(
     "clinicos_db_schema_current",
     "0 while the database schema is known to be behind this release, else 1",
