@@ -53,7 +53,8 @@ async def list_events(
     occurred_from: Annotated[IsoDatetime | None, Query(alias="from")] = None,
     occurred_to: Annotated[IsoDatetime | None, Query(alias="to")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    before_seq: Annotated[int | None, Query(ge=1)] = None,
+    # le: sequence numbers are 64-bit integers in both databases (past it, the driver overflows).
+    before_seq: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
 ) -> AuditEventPage:
     async with request.app.state.container.uow(actor.organization_id) as uow:
         rows = await list_audit_events(
