@@ -14,10 +14,6 @@ import limits
 from limits import RateLimitItem
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
-from redis.asyncio import ConnectionPool
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from clinicos.config import ConfigurationError, Settings, mask_url
 from clinicos.kernel.errors import RateLimited, ServiceUnavailable
@@ -214,6 +210,13 @@ def build_rate_limiter(settings: Settings, *, key_prefix: str = DEFAULT_KEY_PREF
             key_secret=key_secret,
             enabled=settings.rate_limit.enabled,
         )
+    # Imported here: the Redis client costs ~0.1-0.2 s of start-up, for installations that
+    # configure Redis only (cold start is a benchmark target, issue 8).
+    from redis.asyncio import ConnectionPool
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import RedisError
+
     url = settings.redis_url.get_secret_value()
     uri = async_redis_uri(url)
     # We own the pool (not `limits`) so the app can close it at shutdown.

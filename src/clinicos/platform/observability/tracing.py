@@ -7,7 +7,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import propagate
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -53,6 +52,10 @@ class Tracing:
 def configure_tracing(endpoint: str | None, service_name: str) -> Tracing:
     if not endpoint:
         return Tracing(None)
+    # Imported here: the exporter (protobuf) costs ~0.1 s of start-up, for installations that
+    # export traces only (cold start is a benchmark target, issue 8).
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
     exporter = OTLPSpanExporter(endpoint=endpoint.rstrip("/") + "/v1/traces", timeout=5)
     provider.add_span_processor(BatchSpanProcessor(exporter))
