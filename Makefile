@@ -112,3 +112,11 @@ bench-smoke-baseline: $(STAMP)
 
 clean-var:
 	rm -rf var
+
+## soak: issue 9's soak — the mixed clinical workload (bench/mixed.py) at one constant rate for
+## 10 minutes against a real server on the cached 10,000-patient dataset; per-minute table,
+## docs/soak.json; fails on any error, RSS growth > 30 MB after minute 2, or a last-minute p95
+## over twice minute 2's. SOAK_ARGS e.g. "--engine postgresql --duration 600 --rate 12"
+.PHONY: soak
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)

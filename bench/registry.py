@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench import audit, bulk, cds_inprocess, http_cds, kpi, phi, scale_out
+from bench import audit, bulk, cds_inprocess, http_cds, kpi, mixed, phi, scale_out
 from bench.options import Options
 from bench.results import Section
 
@@ -25,6 +25,12 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("http_cds", http_cds.run, "CDS evaluate over HTTP, RSS and cold start"),
     Benchmark("bulk", bulk.run, "FHIR import resources/s (1 run per engine, ~2 min each)"),
     Benchmark("kpi", kpi.run, "KPI report at 1,000,000 governance events (~4 min per engine)"),
+    Benchmark(
+        "mixed",
+        mixed.run,
+        "mixed clinical workload on 10,000 patients over HTTP (~3-5 min per engine; filling "
+        "the dataset cache in var/bench-cache once takes 15-25 min per engine)",
+    ),
     Benchmark("scale_out", scale_out.run, "CDS evaluate at saturation, 1 vs 2 API processes (PG)"),
 )
 

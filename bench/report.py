@@ -14,8 +14,6 @@ TIMES = "\u00d7"
 
 ANALYSIS = Path(__file__).with_name("analysis.md")
 NOT_MEASURED = [
-    "Mixed clinical workload (open chart 50%, search 15%, CDS evaluate 20%, observation 10%, "
-    "note 5%) on ≥ 10,000 patients — issue 8, target ≥ 600 req/s at p95 < 100 ms on PostgreSQL.",
     "Backup and restore MB/s — issue 8.",
     "`make bench-smoke` (≤ 60 s, ratio regression guard against docs/benchmarks.json) — issue 8.",
 ]
@@ -92,7 +90,52 @@ def _measured_text(measured: dict[str, Any]) -> str:
     return text + "._"
 
 
-def render_markdown(document: dict[str, Any], analysis: str | None = None) -> str:
+def _by_kind(kinds: dict[str, dict[str, Any]]) -> str:
+    """``chart 41 · search 30 …`` (ms), errors per kind in brackets."""
+    parts = []
+    for kind, k in kinds.items():
+        p95 = DASH if k.get("p95_ms") is None else format_number(k["p95_ms"])
+        parts.append(f"{kind} {p95}" + (f" ({k['errors']} err)" if k.get("errors") else ""))
+    return " · ".join(parts)
+
+
+def _soak_lines(soak: dict[str, Any]) -> list[str]:
+    """The last ``make soak`` (docs/soak.json), quoted: verdict, checks and the minutes."""
+    c = soak["checks"]
+    verdict = "**PASS**" if soak["passed"] else "**FAIL** — " + "; ".join(soak["failures"])
+    lines = [
+        "## Soak (issue 9, `make soak`)",
+        "",
+        f"_From [soak.json](soak.json), measured {soak['started_at']} on clinicos "
+        f"`{str(soak['machine'].get('git_commit'))[:12]}`; load average (1 min) mean "
+        f"{soak['load_during'].get('loadavg1_mean')}, another pytest run active in "
+        f"{soak['load_during'].get('share_with_other_pytest', 0):.0%} of the samples._",
+        "",
+        f"- {soak['duration_seconds'] / 60:.0f} minutes of the mixed workload at "
+        f"{soak['rate']:g} operations/s ({soak['rate_source']}) on {soak['engine']}, "
+        f"{soak['dataset']['patients']:,} patients: {verdict}.",
+        f"- {soak['operations']:,} operations, {soak['errors']} errors; RSS idle "
+        f"{soak['rss_idle_mb']} MB, end of minute {c['baseline_minute']} {c['rss_baseline_mb']} "
+        f"MB, end {c['rss_end_mb']} MB (growth {c['rss_growth_mb']} MB, bound "
+        f"{c['rss_growth_bound_mb']:g} MB); p95 minute {c['baseline_minute']} "
+        f"{c['p95_baseline_ms']} ms, last minute {c['p95_last_minute_ms']} ms (ratio "
+        f"{c['p95_ratio']}, bound {c['p95_ratio_bound']:g}).",
+        "",
+        "| minute | operations | errors | p50 | p95 | p99 | RSS | server CPU/op |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in soak["minutes"]:
+        lines.append(
+            f"| {r['minute']} | {r['operations']} | {r['errors']} | {r['p50_ms']} ms | "
+            f"{r['p95_ms']} ms | {r['p99_ms']} ms | {r['rss_mb']} MB | "
+            f"{r['server_cpu_ms_per_op']} ms |"
+        )
+    return lines
+
+
+def render_markdown(
+    document: dict[str, Any], analysis: str | None = None, soak: dict[str, Any] | None = None
+) -> str:
     m = document["machine"]
     pg = m.get("postgresql") or {}
     lines = [
@@ -169,9 +212,11 @@ def render_markdown(document: dict[str, Any], analysis: str | None = None) -> st
         steps = [f for f in section.figures if "steps" in f.details]
         for figure in steps:
             lines += ["", f"{figure.name} — {figure.engine}, each step:", ""]
+            mixed = any("by_kind" in step for step in figure.details["steps"])
             lines += [
-                "| offered | achieved | p50 | p95 | p99 | errors | server CPU/req |",
-                "|---|---|---|---|---|---|---|",
+                "| offered | achieved | p50 | p95 | p99 | errors | "
+                + ("server CPU/op | p95 by kind |" if mixed else "server CPU/req |"),
+                "|---|---|---|---|---|---|---|" + ("---|" if mixed else ""),
             ]
             cpu = figure.details.get("server_cpu_ms_per_request", [])
             for i, step in enumerate(figure.details["steps"]):
@@ -183,8 +228,11 @@ def render_markdown(document: dict[str, Any], analysis: str | None = None) -> st
                     f"{step['p99_ms']:.1f} ms | "
                     f"{errors}{' (' + kinds + ')' if kinds else ''} | "
                     f"{cpu[i] if i < len(cpu) else ''} ms |"
+                    + (f" {_by_kind(step.get('by_kind', {}))} |" if mixed else "")
                 )
         lines.append(f"\n_{section.seconds:.0f} s._")
+    if soak:
+        lines += ["", *_soak_lines(soak)]
     lines += ["", "## Not measured yet", ""] + [f"- {item}" for item in NOT_MEASURED]
     if analysis:
         lines += ["", analysis.strip()]
@@ -195,7 +243,9 @@ def write_reports(document: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
     sections: list[Section] = document["sections_obj"]
     analysis = ANALYSIS.read_text(encoding="utf-8") if ANALYSIS.exists() else None
     markdown = out_dir / "benchmarks.md"
-    markdown.write_text(render_markdown(document, analysis), encoding="utf-8")
+    soak_path = out_dir / "soak.json"
+    soak = json.loads(soak_path.read_text(encoding="utf-8")) if soak_path.exists() else None
+    markdown.write_text(render_markdown(document, analysis, soak), encoding="utf-8")
     raw = {k: v for k, v in document.items() if k != "sections_obj"}
     raw["sections"] = [s.as_json() for s in sections]
     data = out_dir / "benchmarks.json"
