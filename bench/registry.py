@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench import audit, bulk, cds_inprocess, http_cds, kpi, mixed, phi, scale_out
+from bench import audit, backup, bulk, cds_inprocess, http_cds, kpi, mixed, phi, scale_out
 from bench.options import Options
 from bench.results import Section
 
@@ -30,6 +30,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         mixed.run,
         "mixed clinical workload on 10,000 patients over HTTP (~3-5 min per engine; filling "
         "the dataset cache in var/bench-cache once takes 15-25 min per engine)",
+    ),
+    Benchmark(
+        "backup",
+        backup.run,
+        "backup create and restore MB/s on the mixed workload's dataset (~2 min per engine)",
     ),
     Benchmark("scale_out", scale_out.run, "CDS evaluate at saturation, 1 vs 2 API processes (PG)"),
 )
