@@ -880,3 +880,103 @@ def test_phi_key_rotation_and_backup_under_write_load_lose_nothing(
     finally:
         drop_pg_database(url)
         drop_pg_database(restored_url)
+
+
+# --- 7. the API process killed under real writes ------------------------------------------------
+
+
+@pytest.mark.slow
+def test_api_killed_under_writes_loses_no_acknowledged_write_and_the_outbox_resumes(
+    migrated_databases: MigratedDatabases, tmp_path: Path
+) -> None:
+    """``kill -9`` of ``clinicos serve`` while one client registers patients and another runs
+    CDS evaluations (each an evaluation row, a governance event, an audit row and an outbox
+    message in one transaction). tests/integration/platform/test_crash_durability.py does the
+    same with a probe app on both engines; this is the real application: after the kill a new
+    server reads back every acknowledged patient, every acknowledged evaluation has exactly one
+    outbox message, a worker then delivers them all exactly once, and the chain verifies."""
+    url = migrated_databases.postgres("clinicos_fault_api")
+    try:
+        users = seed_users(url, tmp_path, "clinician")
+        env = process_env(url, tmp_path, CLINICOS_OUTBOX__POLL_INTERVAL_SECONDS="0.05")
+        bodies = example_request_bodies()
+        evaluation_ids: list[str] = []
+        stop_evaluating = threading.Event()
+        with api_server(env, tmp_path, "api-killed") as first, http_client(first) as http:
+            headers = sign_in(http, users["clinician"])
+
+            def evaluate() -> None:
+                with http_client(first) as own:
+                    i = 0
+                    while not stop_evaluating.is_set():
+                        try:
+                            response = own.post(
+                                "/api/v1/cds/evaluate",
+                                content=bodies[i % len(bodies)],
+                                headers=headers | {"content-type": "application/json"},
+                            )
+                        except httpx.TransportError:
+                            return  # the server is gone
+                        if response.status_code == 200:
+                            evaluation_ids.append(response.json()["evaluation_id"])
+                        i += 1
+
+            evaluator = threading.Thread(target=evaluate, daemon=True)
+            with Traffic(first, headers) as traffic:
+                evaluator.start()
+                wait_for(
+                    "10 patients and 10 evaluations acknowledged",
+                    lambda: len(traffic.acknowledged) >= 10 and len(evaluation_ids) >= 10,
+                    DRAIN_SECONDS,
+                )
+                os.kill(first.proc.pid, signal.SIGKILL)
+                first.proc.wait(timeout=10)
+                stop_evaluating.set()
+            evaluator.join(timeout=30)
+            acked_patients = dict(traffic.acknowledged)
+            acked_evaluations = list(evaluation_ids)
+        assert first.proc.returncode == -signal.SIGKILL
+
+        with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+            stored_patients = patient_ids_pg(url)
+            messages = dict(
+                conn.execute(
+                    "SELECT payload->>'evaluation_id', count(*) FROM outbox_message "
+                    "WHERE event_type = %s GROUP BY 1",
+                    (EVALUATION_EVENT,),
+                ).fetchall()
+            )
+            stored_evaluations = {
+                str(r[0]) for r in conn.execute("SELECT id FROM cds_evaluation").fetchall()
+            }
+        # Nothing acknowledged was lost; at most the one request in flight at the kill committed
+        # without its answer reaching the client.
+        assert set(acked_patients) <= stored_patients
+        assert len(stored_patients - set(acked_patients)) <= 1
+        assert set(acked_evaluations) <= stored_evaluations
+        assert len(stored_evaluations - set(acked_evaluations)) <= 1
+        # Each stored evaluation has its outbox message, exactly one; none without its row.
+        assert messages == dict.fromkeys(stored_evaluations, 1)
+
+        with api_server(env, tmp_path, "api-restarted") as second, http_client(second) as http:
+            assert_all_readable(second, sign_in(http, users["clinician"]), acked_patients)
+        worker = start_worker(env, tmp_path, "worker-after-crash")
+        try:
+            with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+                wait_for(
+                    "the worker delivered every message",
+                    lambda: set(outbox_state(conn)) == {"delivered"},
+                    DRAIN_SECONDS,
+                )
+                kpi_ids = [
+                    str(r[0])
+                    for r in conn.execute(
+                        "SELECT evaluation_id FROM governance_kpi_event WHERE kind = 'evaluation'"
+                    )
+                ]
+        finally:
+            stop(worker)
+        assert sorted(kpi_ids) == sorted(stored_evaluations)
+        assert_audit_verifies(url, tmp_path)
+    finally:
+        drop_pg_database(url)
