@@ -8,9 +8,9 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select
 
 from clinicos.cds import catalogue
 from clinicos.cds.catalogue import CanonicalOverlay, PackagedPack
@@ -277,6 +277,14 @@ async def activate_pack(
     return Activation(organization_id, pack_id, version, effective, status == APPROVED)
 
 
+_activations_t = cast(Table, CdsPackActivation.__table__)
+# Built once, on the table's columns (a plain Core select: no ORM statement or result
+# machinery): every evaluation runs it.
+_ACTIVE_PACK = select(
+    _activations_t.c.pack_id, _activations_t.c.pack_version, _activations_t.c.overlay_sha256
+).where(_activations_t.c.organization_id == bindparam("organization_id"))
+
+
 def _not_active(reason: str) -> RulePackNotActive:
     return RulePackNotActive(
         f"{reason}; an operator must approve a pack ("
@@ -297,13 +305,7 @@ async def active_rule_pack(uow: SqlUnitOfWork, *, production: bool) -> RulePack:
         # Every evaluation reads this: the columns only, not the ORM row and its overlay
         # document, which is loaded only when this process has not parsed that overlay yet.
         row = (
-            await uow.session.execute(
-                select(
-                    CdsPackActivation.pack_id,
-                    CdsPackActivation.pack_version,
-                    CdsPackActivation.overlay_sha256,
-                ).where(CdsPackActivation.organization_id == organization_id)
-            )
+            await uow.session.execute(_ACTIVE_PACK, {"organization_id": organization_id})
         ).first()
     if row is None:
         if production:

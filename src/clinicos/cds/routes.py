@@ -14,9 +14,8 @@ from clinicos.cds.schemas import (
     evaluation_read,
     preferred_language,
 )
-from clinicos.cds.services import record_inline_evaluation, record_patient_evaluation
-from clinicos.identity import Permission, require
-from clinicos.kernel.actor import Actor
+from clinicos.cds.services import record_inline_evaluation_in, record_patient_evaluation_in
+from clinicos.identity import Authorized, Permission, require_unit_of_work
 
 router = APIRouter(prefix="/api/v1/cds", tags=["cds"])
 # POST /api/v1/cds/attestations: included here so the app's router list needs no change.
@@ -31,17 +30,23 @@ router.include_router(attestation_router)
 async def evaluate_order(
     body: EvaluationRequest,
     request: Request,
-    actor: Annotated[Actor, Depends(require(Permission.cds_evaluate))],
+    authorized: Annotated[
+        Authorized,
+        # The session is checked in the unit of work the evaluation is then recorded in: one
+        # transaction per request ("function": it closes when this function returns).
+        Depends(require_unit_of_work(Permission.cds_evaluate), scope="function"),
+    ],
     accept_language: Annotated[str | None, Header(max_length=500)] = None,
 ) -> EvaluationRead:
     """Record mode (``patient_id``) also needs ``patient:read`` and ``clinical:read``, checked
     by the use case (a route declares one permission)."""
     body.require_one_subject()
+    actor, uow = authorized.actor, authorized.uow
     container = request.app.state.container
     production = container.settings.env.value == "production"
     if body.patient_id is not None:
-        recorded = await record_patient_evaluation(
-            uows=container.uow,
+        recorded = await record_patient_evaluation_in(
+            uow,
             phi=container.phi,
             actor=actor,
             patient_id=body.patient_id,
@@ -51,8 +56,8 @@ async def evaluate_order(
         )
     else:
         assert body.patient is not None  # require_one_subject
-        recorded = await record_inline_evaluation(
-            uows=container.uow,
+        recorded = await record_inline_evaluation_in(
+            uow,
             actor=actor,
             facts=body.patient,
             order=body.order,

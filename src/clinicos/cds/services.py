@@ -7,6 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table
 
 from clinicos.cds.attestations import attested_outcome
 from clinicos.cds.engine import (
@@ -91,12 +94,41 @@ async def record_inline_evaluation(
     nothing is recorded then.
     """
     async with uows(actor.organization_id) as uow:
-        pack = rule_pack or await active_rule_pack(uow, production=production)
-        recorded = await evaluate_inline(
-            uow, actor=actor, facts=facts, order=order, as_of=as_of, rule_pack=pack
+        return await record_inline_evaluation_in(
+            uow,
+            actor=actor,
+            facts=facts,
+            order=order,
+            as_of=as_of,
+            rule_pack=rule_pack,
+            production=production,
         )
-        await uow.commit()
+
+
+async def record_inline_evaluation_in(
+    uow: SqlUnitOfWork,
+    *,
+    actor: Actor,
+    facts: Facts,
+    order: Order,
+    as_of: datetime | None = None,
+    rule_pack: RulePack | None = None,
+    production: bool = False,
+) -> RecordedEvaluation:
+    """:func:`record_inline_evaluation` in an open unit of work scoped to the actor's
+    organization (the API's, in which the actor's session was checked); commits it."""
+    _require_scope(uow, actor)
+    pack = rule_pack or await active_rule_pack(uow, production=production)
+    recorded = await evaluate_inline(
+        uow, actor=actor, facts=facts, order=order, as_of=as_of, rule_pack=pack
+    )
+    await uow.commit()
     return recorded
+
+
+def _require_scope(uow: SqlUnitOfWork, actor: Actor) -> None:
+    if uow.organization_id != actor.organization_id:
+        raise ValueError("the unit of work is not scoped to the actor's organization")
 
 
 async def evaluate_inline(
@@ -170,31 +202,59 @@ async def record_patient_evaluation(
     for permission in RECORD_MODE_PERMISSIONS:
         actor.require(permission.value)
     async with uows(actor.organization_id) as uow:
-        pack = rule_pack or await active_rule_pack(uow, production=production)
-        now = uow.clock.now()
-        as_of = as_of or now
-        record = await gather_record_facts(
-            uow, phi=phi, actor=actor, patient_id=patient_id, pack=pack, as_of=as_of
-        )
-        evaluation = checked_evaluate(record.facts, order, pack, as_of, path="record")
-        attested = await attested_outcome(
+        return await record_patient_evaluation_in(
             uow,
+            phi=phi,
             actor=actor,
-            patient_id=record.patient_id,
+            patient_id=patient_id,
             order=order,
-            evaluation=evaluation,
-            now=now,
+            as_of=as_of,
+            rule_pack=rule_pack,
+            production=production,
         )
-        evaluation_id = await append_evaluation(
-            uow,
-            actor=actor,
-            order=order,
-            evaluation=evaluation,
-            evaluated_at=now,
-            patient_id=record.patient_id,
-            attested=attested,
-        )
-        await uow.commit()
+
+
+async def record_patient_evaluation_in(
+    uow: SqlUnitOfWork,
+    *,
+    phi: PhiKeyring,
+    actor: Actor,
+    patient_id: str,
+    order: Order,
+    as_of: datetime | None = None,
+    rule_pack: RulePack | None = None,
+    production: bool = False,
+) -> RecordedEvaluation:
+    """:func:`record_patient_evaluation` in an open unit of work scoped to the actor's
+    organization; checks the record-mode permissions before reading anything, commits."""
+    for permission in RECORD_MODE_PERMISSIONS:
+        actor.require(permission.value)
+    _require_scope(uow, actor)
+    pack = rule_pack or await active_rule_pack(uow, production=production)
+    now = uow.clock.now()
+    as_of = as_of or now
+    record = await gather_record_facts(
+        uow, phi=phi, actor=actor, patient_id=patient_id, pack=pack, as_of=as_of
+    )
+    evaluation = checked_evaluate(record.facts, order, pack, as_of, path="record")
+    attested = await attested_outcome(
+        uow,
+        actor=actor,
+        patient_id=record.patient_id,
+        order=order,
+        evaluation=evaluation,
+        now=now,
+    )
+    evaluation_id = await append_evaluation(
+        uow,
+        actor=actor,
+        order=order,
+        evaluation=evaluation,
+        evaluated_at=now,
+        patient_id=record.patient_id,
+        attested=attested,
+    )
+    await uow.commit()
     return RecordedEvaluation(
         evaluation_id=evaluation_id, evaluation=evaluation, record=record, attested=attested
     )
@@ -227,13 +287,14 @@ async def append_evaluation(
         patient_id=patient_id,
     )
     if attested is not None:
-        row.outcome = attested.outcome
-        row.attestation_ids = list(attested.attestation_ids) or None
+        row["outcome"] = attested.outcome
+        row["attestation_ids"] = list(attested.attestation_ids) or None
     if prescription is not None:
-        row.prescription_id = prescription.prescription_id
-        row.prescription_version = prescription.version
-    uow.session.add(row)
-    await uow.session.flush()
+        row["prescription_id"] = prescription.prescription_id
+        row["prescription_version"] = prescription.version
+    # A Core insert of the row (the ORM's unit of work cost more than the statement itself);
+    # nothing reads the row back through this session's identity map.
+    await uow.session.execute(_INSERT_EVALUATION, row)
     await record_audit(
         uow,
         organization_id=actor.organization_id,
@@ -241,13 +302,16 @@ async def append_evaluation(
         actor_id=actor.user_id,
         action=AUDIT_ACTION,
         target_type=AUDIT_TARGET_TYPE if patient_id is None else AUDIT_PATIENT_TARGET_TYPE,
-        target_id=row.id if patient_id is None else patient_id,
+        target_id=row["id"] if patient_id is None else patient_id,
         purpose="treatment",
         outcome="success",
         request_id=actor.request_id,
     )
     uow.record(_recorded_event(row, override_id))
-    return row.id
+    return str(row["id"])
+
+
+_INSERT_EVALUATION = cast(Table, CdsEvaluation.__table__).insert()
 
 
 def _require_plausible_age(facts: Facts, as_of: datetime) -> None:
@@ -276,43 +340,48 @@ def _evaluation_row(
     evaluation: Evaluation,
     evaluated_at: datetime,
     patient_id: str | None,
-) -> CdsEvaluation:
-    return CdsEvaluation(
-        id=new_id(),
-        organization_id=actor.organization_id,
-        evaluated_by=actor.user_id,
-        evaluated_at=evaluated_at,
-        as_of=evaluation.as_of,
-        drug=order.drug,
-        indication=order.indication,
-        outcome=evaluation.outcome,
-        crcl_ml_min=evaluation.crcl_ml_min,
-        reason_keys=[reason.key for reason in evaluation.reasons],
-        rule_pack_id=evaluation.rule_pack.id,
-        rule_pack_version=evaluation.rule_pack.version,
-        input_hash=evaluation.input_hash,
-        patient_id=patient_id,
-        dose_mg=order.dose_mg,
-        frequency=order.frequency,
-        order_fingerprint=order_fingerprint(order),
-    )
+) -> dict[str, Any]:
+    """The ``cds_evaluation`` row's values, every column named (unset ones None)."""
+    return {
+        "id": new_id(),
+        "organization_id": actor.organization_id,
+        "evaluated_by": actor.user_id,
+        "evaluated_at": evaluated_at,
+        "as_of": evaluation.as_of,
+        "drug": order.drug,
+        "indication": order.indication,
+        "outcome": evaluation.outcome,
+        "crcl_ml_min": evaluation.crcl_ml_min,
+        "reason_keys": [reason.key for reason in evaluation.reasons],
+        "rule_pack_id": evaluation.rule_pack.id,
+        "rule_pack_version": evaluation.rule_pack.version,
+        "input_hash": evaluation.input_hash,
+        "patient_id": patient_id,
+        "prescription_id": None,
+        "prescription_version": None,
+        "dose_mg": order.dose_mg,
+        "frequency": order.frequency,
+        "order_fingerprint": order_fingerprint(order),
+        "attestation_ids": None,
+    }
 
 
-def _recorded_event(row: CdsEvaluation, override_id: str | None) -> EvaluationRecorded:
+def _recorded_event(row: dict[str, Any], override_id: str | None) -> EvaluationRecorded:
+    attestation_ids = row["attestation_ids"]
     return EvaluationRecorded(
-        organization_id=row.organization_id,
-        evaluation_id=row.id,
-        evaluated_by=row.evaluated_by,
-        drug=row.drug,
-        indication=row.indication,
-        outcome=row.outcome,
-        reason_keys=list(row.reason_keys),
-        rule_pack_id=row.rule_pack_id,
-        rule_pack_version=row.rule_pack_version,
-        input_hash=row.input_hash,
-        patient_id=row.patient_id,
-        prescription_id=row.prescription_id,
-        prescription_version=row.prescription_version,
+        organization_id=row["organization_id"],
+        evaluation_id=row["id"],
+        evaluated_by=row["evaluated_by"],
+        drug=row["drug"],
+        indication=row["indication"],
+        outcome=row["outcome"],
+        reason_keys=list(row["reason_keys"]),
+        rule_pack_id=row["rule_pack_id"],
+        rule_pack_version=row["rule_pack_version"],
+        input_hash=row["input_hash"],
+        patient_id=row["patient_id"],
+        prescription_id=row["prescription_id"],
+        prescription_version=row["prescription_version"],
         override_id=override_id,
-        attestation_ids=None if row.attestation_ids is None else list(row.attestation_ids),
+        attestation_ids=None if attestation_ids is None else list(attestation_ids),
     )

@@ -2,7 +2,14 @@
 
 Other contexts import from here only: the route dependencies and the permission names."""
 
-from clinicos.identity.dependencies import PERMISSION_ATTR, authenticated, public, require
+from clinicos.identity.dependencies import (
+    PERMISSION_ATTR,
+    Authorized,
+    authenticated,
+    public,
+    require,
+    require_unit_of_work,
+)
 from clinicos.identity.errors import (
     AlreadyExists,
     InvalidCredentials,
@@ -52,6 +59,7 @@ __all__ = [
     "ENROLL_SCOPE",
     "PERMISSION_ATTR",
     "AlreadyExists",
+    "Authorized",
     "Enrollment",
     "InvalidCredentials",
     "InvalidMfaCode",
@@ -84,6 +92,7 @@ __all__ = [
     "refresh",
     "require",
     "require_member",
+    "require_unit_of_work",
     "reset_mfa",
     "revoke_role",
     "roles_in",

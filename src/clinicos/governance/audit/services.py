@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import RowMapping, Table, func, select, update
+from sqlalchemy import CursorResult, RowMapping, Table, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -70,6 +70,38 @@ async def record_audit(
     }
     session = uow.session
     chain_key = chain_key_for(organization_id)
+    known = _known_heads.get(chain_key)
+    if known is not None:
+        # Fast path: this process appended the chain's last row it knows of. Advance the head
+        # only if it is still exactly that (seq and hash), which takes the head's lock as the
+        # slow path's SELECT ... FOR UPDATE does; one statement fewer when it holds.
+        now = uow.clock.now()  # after the head was known: never before its row's time
+        row |= {
+            "id": new_id(),
+            "chain_key": chain_key,
+            "seq": known[0] + 1,
+            "occurred_at": now,
+            "prev_hash": known[1],
+        }
+        row["hash"] = compute_row_hash(row)
+        advanced = await session.execute(
+            _ADVANCE_KNOWN_HEAD,
+            {
+                "head_key": chain_key,
+                "known_seq": known[0],
+                "known_hash": known[1],
+                "next_seq": row["seq"],
+                "next_hash": row["hash"],
+                "now": now,
+            },
+        )
+        if cast(CursorResult[Any], advanced).rowcount == 1:
+            await session.execute(_INSERT_EVENT, row)
+            _remember_head(chain_key, row["seq"], row["hash"])
+            return
+        # Another writer (process, or a rolled-back transaction of ours) moved the head, or
+        # it was changed: read it under its lock as if nothing were known.
+        _known_heads.pop(chain_key, None)
     last_seq, last_hash = await _lock_chain_head(session, chain_key, uow)
     # The time is read under the lock, so occurred_at never goes backwards along a chain.
     now = uow.clock.now()
@@ -81,12 +113,41 @@ async def record_audit(
         "prev_hash": last_hash,
     }
     row["hash"] = compute_row_hash(row)
-    await session.execute(_events.insert().values(**row))
+    await session.execute(_INSERT_EVENT, row)
     await session.execute(
-        update(_heads)
-        .where(_heads.c.chain_key == chain_key)
-        .values(last_seq=row["seq"], last_hash=row["hash"], updated_at=now)
+        _SET_HEAD,
+        {"head_key": chain_key, "next_seq": row["seq"], "next_hash": row["hash"], "now": now},
     )
+    _remember_head(chain_key, row["seq"], row["hash"])
+
+
+# The head of each chain this process last advanced, as (seq, hash): a hint only. The fast
+# path of record_audit uses it as the expected value of a compare-and-set on the head row, so a
+# stale entry (another process appended, our transaction rolled back, another database in the
+# same process) costs one UPDATE that matches nothing, never a wrong link.
+_known_heads: dict[str, tuple[int, str]] = {}
+_KNOWN_HEADS_MAX = 10_000
+
+# Built once (their compiled forms are cached by SQLAlchemy): every audited request runs them.
+_INSERT_EVENT = _events.insert()
+_SET_HEAD = (
+    update(_heads)
+    .where(_heads.c.chain_key == bindparam("head_key"))
+    .values(
+        last_seq=bindparam("next_seq"),
+        last_hash=bindparam("next_hash"),
+        updated_at=bindparam("now"),
+    )
+)
+_ADVANCE_KNOWN_HEAD = _SET_HEAD.where(
+    _heads.c.last_seq == bindparam("known_seq"), _heads.c.last_hash == bindparam("known_hash")
+)
+
+
+def _remember_head(chain_key: str, seq: int, hash_: str) -> None:
+    if len(_known_heads) >= _KNOWN_HEADS_MAX and chain_key not in _known_heads:
+        _known_heads.clear()
+    _known_heads[chain_key] = (seq, hash_)
 
 
 async def _lock_chain_head(
