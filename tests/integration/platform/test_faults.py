@@ -86,7 +86,7 @@ from tests.support.records_fixtures import patient_body
 
 pytestmark = pytest.mark.slow
 
-PASSWORD = "Fault test password 2026!"
+PASSWORD = "Fault test password 2026!"  # pragma: allowlist secret
 SLUG = "faults"
 EVALUATION_EVENT = "cds.EvaluationRecorded"
 PROBLEM_JSON = "application/problem+json"
@@ -107,7 +107,7 @@ def process_env(db_url: str, var_dir: Path, **extra: str) -> dict[str, str]:
         "CLINICOS_ENV": "test",
         "CLINICOS_DATABASE_URL": db_url,
         "CLINICOS_VAR_DIR": str(var_dir),
-        "CLINICOS_SECRET_KEY": "fault-tests-" + "s" * 40,
+        "CLINICOS_SECRET_KEY": "fault-tests-" + "s" * 40,  # pragma: allowlist secret
         "CLINICOS_HTTP__HOST": HOST,
         "CLINICOS_OUTBOX__RUN_IN_PROCESS": "false",
         "CLINICOS_MAIL__BACKEND": "file",
