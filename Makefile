@@ -61,7 +61,8 @@ test-fast: $(STAMP)
 ##  - detect-secrets scans every tracked file (two processes, each against its own copy of
 ##    .secrets.baseline, so lint never rewrites it). Each finding in the baseline was reviewed and
 ##    marked is_secret=false: test fixtures, example URLs in docs, the development-only default
-##    key that production refuses, hex digests. A new finding fails lint: remove the secret; for a
+##    key that production refuses, hex digests. The baseline also excludes the `"git_commit": <sha>`
+##    lines every benchmark report writes (--exclude-lines). A new finding fails lint: remove the secret; for a
 ##    deliberate fake, add `# pragma: allowlist secret` to its line or refresh and re-audit the
 ##    baseline (`.venv/bin/detect-secrets scan -n --baseline .secrets.baseline $(git ls-files)`,
 ##    then `.venv/bin/detect-secrets audit .secrets.baseline`) and commit it. Known findings whose
