@@ -34,7 +34,6 @@ from typing import Any, Protocol, get_args
 
 from sqlalchemy import select
 
-from clinicos.cds.attestations import attested_outcome
 from clinicos.cds.engine import (
     AttestedOutcome,
     Evaluation,
@@ -46,8 +45,8 @@ from clinicos.cds.engine.keys import Frequency, Indication
 from clinicos.cds.models import CdsEvaluation, CdsOverride
 from clinicos.cds.overrides import APPROVED
 from clinicos.cds.packs import RulePackNotActive, active_rule_pack
-from clinicos.cds.record_facts import gather_record_facts, recognise_medications
-from clinicos.cds.services import PrescriptionRef, append_evaluation, checked_evaluate
+from clinicos.cds.record_facts import recognise_medications
+from clinicos.cds.services import PrescriptionRef, append_evaluation, evaluate_record
 from clinicos.kernel.actor import Actor
 from clinicos.kernel.errors import FieldError, ValidationFailed
 from clinicos.platform.db.uow import SqlUnitOfWork
@@ -131,17 +130,16 @@ class PrescribingGate:
             return None
         order = order_of(prescription, drug)
         now = uow.clock.now()
-        record = await gather_record_facts(
-            uow, phi=self.phi, actor=actor, patient_id=patient_id, pack=pack, as_of=now
-        )
-        evaluation = checked_evaluate(record.facts, order, pack, now, path="prescribing")
-        attested = await attested_outcome(
+        record, evaluation, attested = await evaluate_record(
             uow,
+            phi=self.phi,
             actor=actor,
-            patient_id=record.patient_id,
+            patient_id=patient_id,
             order=order,
-            evaluation=evaluation,
+            pack=pack,
+            as_of=now,
             now=now,
+            path="prescribing",
         )
         ref = PrescriptionRef(prescription_id=prescription.id, version=prescription.version)
         override_id = await honoured_override(uow, actor, ref, evaluation, attested)

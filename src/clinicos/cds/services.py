@@ -233,17 +233,16 @@ async def record_patient_evaluation_in(
     pack = rule_pack or await active_rule_pack(uow, production=production)
     now = uow.clock.now()
     as_of = as_of or now
-    record = await gather_record_facts(
-        uow, phi=phi, actor=actor, patient_id=patient_id, pack=pack, as_of=as_of
-    )
-    evaluation = checked_evaluate(record.facts, order, pack, as_of, path="record")
-    attested = await attested_outcome(
+    record, evaluation, attested = await evaluate_record(
         uow,
+        phi=phi,
         actor=actor,
-        patient_id=record.patient_id,
+        patient_id=patient_id,
         order=order,
-        evaluation=evaluation,
+        pack=pack,
+        as_of=as_of,
         now=now,
+        path="record",
     )
     evaluation_id = await append_evaluation(
         uow,
@@ -258,6 +257,36 @@ async def record_patient_evaluation_in(
     return RecordedEvaluation(
         evaluation_id=evaluation_id, evaluation=evaluation, record=record, attested=attested
     )
+
+
+async def evaluate_record(
+    uow: SqlUnitOfWork,
+    *,
+    phi: PhiKeyring,
+    actor: Actor,
+    patient_id: str,
+    order: Order,
+    pack: RulePack,
+    as_of: datetime,
+    now: datetime,
+    path: str,
+) -> tuple[RecordFacts, Evaluation, AttestedOutcome]:
+    """Record mode's decision, shared by the evaluate API and the prescribing gate: the facts
+    read from the record, the engine's evaluation on them (``path`` labels an engine failure's
+    metric), and the outcome once the patient's valid attestations are applied."""
+    record = await gather_record_facts(
+        uow, phi=phi, actor=actor, patient_id=patient_id, pack=pack, as_of=as_of
+    )
+    evaluation = checked_evaluate(record.facts, order, pack, as_of, path=path)
+    attested = await attested_outcome(
+        uow,
+        actor=actor,
+        patient_id=record.patient_id,
+        order=order,
+        evaluation=evaluation,
+        now=now,
+    )
+    return record, evaluation, attested
 
 
 async def append_evaluation(
